@@ -1,0 +1,20 @@
+//! kots-bundle: move a Kubernetes application and every image it needs into an airgapped
+//! network.
+//!
+//! The crate is cut like go-containerregistry / containers/image: images live in
+//! *transports* ([`registry`], [`archive`], [`layout`]) and one engine ([`copy`]) moves them
+//! between any two. `export`, `import` and `pull` are that engine with different ends; the
+//! KOTS parts are [`upstream`] (where manifests come from), [`discover`] (which images they
+//! need) and [`overlay`] (the app directory that deploys them from the private registry).
+
+pub mod archive;
+pub mod cli;
+pub mod copy;
+pub mod digest;
+pub mod discover;
+pub mod layout;
+pub mod overlay;
+pub mod progress;
+pub mod reference;
+pub mod registry;
+pub mod upstream;

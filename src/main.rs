@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(kots_bundle::cli::main());
+}
