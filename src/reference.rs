@@ -372,7 +372,7 @@ mod tests {
             ("nginx@sha256:abc", "digest"),
             ("foo:99999/x", "port"),
             ("ng inx", "whitespace"),
-            ("repl{{LocalImageName}}", "component"),
+            ("repl{{local}}", "component"),
         ] {
             let e = Reference::parse(input).unwrap_err();
             assert!(e.to_string().contains(why), "{input}: {e}");
