@@ -1,4 +1,86 @@
-//! Command-line interface.
+//! Command-line interface: parses arguments and hands each command to its module. Each
+//! command lives in its own file with its `Args` and a `run` that returns the exit code.
+
+use clap::{Parser, Subcommand};
+
+pub mod images;
+
+/// Exit codes scripts can rely on.
+pub mod exit {
+    /// Everything worked.
+    pub const OK: i32 = 0;
+    /// The command failed (bad input, registry or I/O error); the message says why.
+    pub const FAILURE: i32 = 1;
+    /// The command line itself was wrong (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// `verify` found the archive corrupt or inconsistent.
+    pub const CORRUPT: i32 = 3;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kots-bundle",
+    version,
+    about = "Get a Kubernetes application and every image it needs into an airgapped network",
+    long_about = "Get a Kubernetes application and every image it needs into an airgapped network.\n\n\
+        On a host with internet access, `export` fetches the app's manifests, finds every image they \
+        reference, pulls the images and writes one `.airgap` file. Inside the network, `import` \
+        pushes those images to the private registry and writes an app directory whose \
+        `overlays/midstream` deploys with `kubectl apply -k`. `pull --rewrite-images` does both at \
+        once on a host that reaches the internet and the registry."
+)]
+pub struct Cli {
+    /// Print less: errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more: -v for details, -vv for HTTP traffic (credentials are never printed).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every image an app needs, normalized, one per line.
+    Images(images::ImagesArgs),
+}
+
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(cli.quiet, cli.verbose);
+    let result = match &cli.command {
+        Command::Images(a) => images::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info,kots_bundle=debug",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KOTS_BUNDLE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
 }
