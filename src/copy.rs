@@ -1,1 +1,508 @@
-//! TODO
+//! The one copy engine: moves images from any [`ImageSource`] to any [`ImageDestination`]
+//! (registry, `.airgap` archive, OCI layout). `export`, `import` and `pull` are this engine
+//! with different ends.
+//!
+//! A copy has two steps. [`resolve`] fetches an image's manifests (small) so the whole plan is
+//! known before any layer moves; [`copy_images`] then moves each distinct blob once per
+//! destination repository (the first upload streams from the source, later repositories
+//! mount it when the destination can), concurrently, and pushes manifests only after their
+//! blobs and indexes after their manifests, byte for byte, so every digest stays the same.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{stream, StreamExt, TryStreamExt};
+
+use crate::archive::ArchiveError;
+use crate::digest::Digest;
+use crate::reference::Reference;
+use crate::registry::{BlobStream, RegistryError};
+
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Configs and small JSON documents larger than this are refused.
+const MAX_CONFIG: u64 = 16 * 1024 * 1024;
+
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_LIST
+}
+
+pub fn is_image_manifest(media_type: &str) -> bool {
+    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
+/// The media type a manifest declares in its own `mediaType`, or what its shape says.
+pub fn sniff_media_type(data: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+    if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
+        return Some(mt.to_string());
+    }
+    if v.get("manifests").is_some() {
+        Some(OCI_INDEX.to_string())
+    } else if v.get("layers").is_some() {
+        Some(OCI_MANIFEST.to_string())
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("{image}: {why}")]
+    Image { image: String, why: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn image_err(image: &Reference, why: impl Into<String>) -> CopyError {
+    CopyError::Image {
+        image: image.to_string(),
+        why: why.into(),
+    }
+}
+
+/// A content descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// A manifest or index as raw bytes: pushed exactly as fetched so digests never change.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub bytes: Bytes,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+impl Manifest {
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            digest: self.digest.clone(),
+            size: self.bytes.len() as u64,
+            media_type: self.media_type.clone(),
+        }
+    }
+}
+
+/// Everything needed to copy one image, known before any layer moves.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// As found in the manifests.
+    pub source: Reference,
+    /// The top-level manifest or index.
+    pub top: Manifest,
+    /// For an index: the platform manifests, in index order.
+    pub children: Vec<Manifest>,
+    /// Configs and layers, each once.
+    pub blobs: Vec<Descriptor>,
+    /// `os/arch[/variant]` of each platform.
+    pub platforms: Vec<String>,
+}
+
+impl ResolvedImage {
+    /// Bytes of every blob and manifest of this image.
+    pub fn size(&self) -> u64 {
+        self.all_blobs().iter().map(|d| d.size).sum()
+    }
+
+    /// Every blob in the layout sense: layers, configs, and the manifests themselves.
+    pub fn all_blobs(&self) -> Vec<Descriptor> {
+        let mut out = self.blobs.clone();
+        out.extend(self.children.iter().map(Manifest::descriptor));
+        out.push(self.top.descriptor());
+        out
+    }
+}
+
+/// Where images come from.
+#[async_trait]
+pub trait ImageSource: Send + Sync {
+    /// A manifest of `image` by tag or digest.
+    async fn manifest(&self, image: &Reference, reference: &str) -> Result<Manifest, CopyError>;
+    /// A blob of `image` as a stream that fetches lazily, verified against the descriptor as
+    /// it streams. Called again for each retry of an upload.
+    fn blob(&self, image: &Reference, desc: &Descriptor) -> BlobStream;
+}
+
+/// Where images go.
+#[async_trait]
+pub trait ImageDestination: Send + Sync {
+    /// How many blob transfers may run at once.
+    fn concurrency(&self) -> usize;
+    async fn has_blob(&self, target: &Reference, desc: &Descriptor) -> Result<bool, CopyError>;
+    /// Makes a blob already in `from` available in `target` without moving bytes, if the
+    /// destination can; `Ok(false)` when it did not.
+    async fn mount_blob(
+        &self,
+        _target: &Reference,
+        _desc: &Descriptor,
+        _from: &Reference,
+    ) -> Result<bool, CopyError> {
+        Ok(false)
+    }
+    async fn put_blob(
+        &self,
+        target: &Reference,
+        desc: &Descriptor,
+        open: &(dyn Fn() -> BlobStream + Send + Sync),
+    ) -> Result<(), CopyError>;
+    /// Whether `reference` (tag or digest) of `target` already resolves to `digest`.
+    async fn has_manifest(
+        &self,
+        target: &Reference,
+        reference: &str,
+        digest: &Digest,
+    ) -> Result<bool, CopyError>;
+    async fn put_manifest(
+        &self,
+        target: &Reference,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<(), CopyError>;
+}
+
+/// Fetches an image's manifests and config descriptors from `source`.
+pub async fn resolve(
+    source: &dyn ImageSource,
+    image: &Reference,
+) -> Result<ResolvedImage, CopyError> {
+    let top = source.manifest(image, image.manifest_reference()).await?;
+    if let Some(pinned) = image.digest() {
+        if &top.digest != pinned {
+            return Err(image_err(
+                image,
+                format!("source served {} for a digest-pinned reference", top.digest),
+            ));
+        }
+    }
+    let mut children = Vec::new();
+    let mut blobs = Vec::new();
+    let mut platforms = Vec::new();
+    let mut seen = HashSet::new();
+    if is_index(&top.media_type) {
+        let index: oci_spec::image::ImageIndex = serde_json::from_slice(&top.bytes)
+            .map_err(|e| image_err(image, format!("unreadable index: {e}")))?;
+        for d in index.manifests() {
+            let desc = descriptor(image, d)?;
+            if !is_image_manifest(&desc.media_type) {
+                // Nested indexes and artifacts are rare; refusing beats a half copy.
+                return Err(image_err(
+                    image,
+                    format!(
+                        "index entry {} has unsupported media type {}",
+                        desc.digest, desc.media_type
+                    ),
+                ));
+            }
+            let child = source.manifest(image, desc.digest.as_str()).await?;
+            if child.digest != desc.digest {
+                return Err(image_err(
+                    image,
+                    format!("manifest {} came back as {}", desc.digest, child.digest),
+                ));
+            }
+            if let Some(p) = d.platform() {
+                platforms.push(platform_string(
+                    p.os().to_string(),
+                    p.architecture().to_string(),
+                    p.variant().clone(),
+                ));
+            }
+            collect_blobs(image, &child, &mut blobs, &mut seen)?;
+            children.push(child);
+        }
+    } else if is_image_manifest(&top.media_type) {
+        let config = collect_blobs(image, &top, &mut blobs, &mut seen)?;
+        if let Some(p) = config_platform(source, image, &config).await {
+            platforms.push(p);
+        }
+    } else {
+        return Err(image_err(
+            image,
+            format!("unsupported manifest media type {:?} (Docker schema 1 images must be converted first)", top.media_type),
+        ));
+    }
+    Ok(ResolvedImage {
+        source: image.clone(),
+        top,
+        children,
+        blobs,
+        platforms,
+    })
+}
+
+fn descriptor(image: &Reference, d: &oci_spec::image::Descriptor) -> Result<Descriptor, CopyError> {
+    Ok(Descriptor {
+        digest: d
+            .digest()
+            .to_string()
+            .parse()
+            .map_err(|e: crate::digest::DigestError| image_err(image, e.to_string()))?,
+        size: d.size(),
+        media_type: d.media_type().to_string(),
+    })
+}
+
+/// Adds a manifest's config and layers to `blobs`; returns the config descriptor.
+fn collect_blobs(
+    image: &Reference,
+    m: &Manifest,
+    blobs: &mut Vec<Descriptor>,
+    seen: &mut HashSet<Digest>,
+) -> Result<Descriptor, CopyError> {
+    let parsed: oci_spec::image::ImageManifest = serde_json::from_slice(&m.bytes)
+        .map_err(|e| image_err(image, format!("unreadable manifest {}: {e}", m.digest)))?;
+    let config = descriptor(image, parsed.config())?;
+    for d in std::iter::once(parsed.config()).chain(parsed.layers().iter()) {
+        let desc = descriptor(image, d)?;
+        if seen.insert(desc.digest.clone()) {
+            blobs.push(desc);
+        }
+    }
+    Ok(config)
+}
+
+fn platform_string(os: String, arch: String, variant: Option<String>) -> String {
+    match variant {
+        Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
+        _ => format!("{os}/{arch}"),
+    }
+}
+
+/// `os/arch` from an image config; `None` when it cannot be read (it is informative only).
+async fn config_platform(
+    source: &dyn ImageSource,
+    image: &Reference,
+    config: &Descriptor,
+) -> Option<String> {
+    if config.size > MAX_CONFIG {
+        return None;
+    }
+    let data: Vec<Bytes> = source.blob(image, config).try_collect().await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&data.concat()).ok()?;
+    let os = v.get("os")?.as_str()?.to_string();
+    let arch = v.get("architecture")?.as_str()?.to_string();
+    let variant = v
+        .get("variant")
+        .and_then(|x| x.as_str())
+        .map(str::to_string);
+    Some(platform_string(os, arch, variant))
+}
+
+/// One image to copy and where it goes.
+#[derive(Debug, Clone)]
+pub struct CopyJob {
+    pub image: ResolvedImage,
+    /// Destination name with the source's tag and/or digest.
+    pub target: Reference,
+}
+
+/// Progress callbacks; all are cheap and called from the copy tasks.
+pub trait CopyObserver: Send + Sync {
+    fn bytes(&self, _n: u64) {}
+    fn blob_done(&self, _target: &Reference, _desc: &Descriptor, _outcome: BlobOutcome) {}
+    fn image_done(&self, _job: &CopyJob, _skipped: bool) {}
+}
+
+/// A no-op observer.
+pub struct Quiet;
+impl CopyObserver for Quiet {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    Copied,
+    Existed,
+    Mounted,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CopyReport {
+    pub images_copied: usize,
+    pub images_up_to_date: usize,
+    pub blobs_copied: usize,
+    pub blobs_existed: usize,
+    pub blobs_mounted: usize,
+    pub bytes_copied: u64,
+}
+
+/// The tag or digest a job's top manifest is pushed under.
+pub fn target_reference(target: &Reference) -> &str {
+    match (target.tag(), target.digest()) {
+        (Some(t), _) => t,
+        (None, Some(d)) => d.as_str(),
+        (None, None) => "latest",
+    }
+}
+
+/// Copies every job's image from `source` to `dest`. Images whose top manifest the
+/// destination already has under the same reference are skipped whole.
+pub async fn copy_images(
+    source: Arc<dyn ImageSource>,
+    dest: Arc<dyn ImageDestination>,
+    jobs: &[CopyJob],
+    observer: Arc<dyn CopyObserver>,
+) -> Result<CopyReport, CopyError> {
+    let concurrency = dest.concurrency().max(1);
+
+    // 1. Which images are already complete at the destination (HEADs, concurrently).
+    let checks = stream::iter(jobs.iter().enumerate())
+        .map(|(i, job)| {
+            let dest = dest.clone();
+            async move {
+                let present = dest
+                    .has_manifest(
+                        &job.target,
+                        target_reference(&job.target),
+                        &job.image.top.digest,
+                    )
+                    .await?;
+                Ok::<_, CopyError>((i, present))
+            }
+        })
+        .buffer_unordered(concurrency.max(8))
+        .try_collect::<Vec<_>>()
+        .await?;
+    let done: HashSet<usize> = checks
+        .into_iter()
+        .filter(|(_, p)| *p)
+        .map(|(i, _)| i)
+        .collect();
+    let mut report = CopyReport {
+        images_up_to_date: done.len(),
+        ..CopyReport::default()
+    };
+    for i in &done {
+        observer.image_done(&jobs[*i], true);
+    }
+    let todo: Vec<&CopyJob> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !done.contains(i))
+        .map(|(_, j)| j)
+        .collect();
+
+    // 2. Blobs: group by digest so each one's bytes move once; other repositories mount.
+    let mut groups: BTreeMap<Digest, (Descriptor, Vec<&CopyJob>)> = BTreeMap::new();
+    for job in &todo {
+        for d in &job.image.blobs {
+            let entry = groups
+                .entry(d.digest.clone())
+                .or_insert_with(|| (d.clone(), Vec::new()));
+            if !entry.1.iter().any(|j| j.target.name() == job.target.name()) {
+                entry.1.push(job);
+            }
+        }
+    }
+    // Largest first: the long transfers start early and small ones fill the gaps.
+    let mut groups: Vec<_> = groups.into_values().collect();
+    groups.sort_by(|a, b| b.0.size.cmp(&a.0.size));
+    let copied = AtomicUsize::new(0);
+    let existed = AtomicUsize::new(0);
+    let mounted = AtomicUsize::new(0);
+    let bytes = Arc::new(AtomicU64::new(0));
+    stream::iter(groups.iter())
+        .map(|(desc, group)| {
+            let source = source.clone();
+            let dest = dest.clone();
+            let observer = observer.clone();
+            let bytes = bytes.clone();
+            let (copied, existed, mounted) = (&copied, &existed, &mounted);
+            async move {
+                let mut home: Option<&Reference> = None;
+                for job in group {
+                    let target = &job.target;
+                    let outcome = if dest.has_blob(target, desc).await? {
+                        BlobOutcome::Existed
+                    } else if let Some(from) = home {
+                        if dest.mount_blob(target, desc, from).await? {
+                            BlobOutcome::Mounted
+                        } else {
+                            upload(&*source, &*dest, job, desc, &observer, &bytes).await?;
+                            BlobOutcome::Copied
+                        }
+                    } else {
+                        upload(&*source, &*dest, job, desc, &observer, &bytes).await?;
+                        BlobOutcome::Copied
+                    };
+                    match outcome {
+                        BlobOutcome::Copied => copied.fetch_add(1, Ordering::Relaxed),
+                        BlobOutcome::Existed => existed.fetch_add(1, Ordering::Relaxed),
+                        BlobOutcome::Mounted => mounted.fetch_add(1, Ordering::Relaxed),
+                    };
+                    observer.blob_done(target, desc, outcome);
+                    home.get_or_insert(target);
+                }
+                Ok::<_, CopyError>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    report.blobs_copied = copied.into_inner();
+    report.blobs_existed = existed.into_inner();
+    report.blobs_mounted = mounted.into_inner();
+    report.bytes_copied = bytes.load(Ordering::Relaxed);
+
+    // 3. Manifests: platform manifests by digest, then the top one under its tag/digest.
+    stream::iter(todo.iter())
+        .map(|job| {
+            let dest = dest.clone();
+            let observer = observer.clone();
+            async move {
+                for child in &job.image.children {
+                    if !dest
+                        .has_manifest(&job.target, child.digest.as_str(), &child.digest)
+                        .await?
+                    {
+                        dest.put_manifest(&job.target, child.digest.as_str(), child)
+                            .await?;
+                    }
+                }
+                dest.put_manifest(&job.target, target_reference(&job.target), &job.image.top)
+                    .await?;
+                observer.image_done(job, false);
+                Ok::<_, CopyError>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    report.images_copied = todo.len();
+    Ok(report)
+}
+
+async fn upload(
+    source: &dyn ImageSource,
+    dest: &dyn ImageDestination,
+    job: &CopyJob,
+    desc: &Descriptor,
+    observer: &Arc<dyn CopyObserver>,
+    bytes: &Arc<AtomicU64>,
+) -> Result<(), CopyError> {
+    // Counting happens per attempt; a retried upload counts again, which is what moved.
+    let open = || -> BlobStream {
+        let observer = observer.clone();
+        let bytes = bytes.clone();
+        Box::pin(
+            source
+                .blob(&job.image.source, desc)
+                .inspect_ok(move |chunk| {
+                    bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    observer.bytes(chunk.len() as u64);
+                }),
+        )
+    };
+    dest.put_blob(&job.target, desc, &open).await
+}

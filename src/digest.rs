@@ -48,9 +48,9 @@ impl Digest {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s
-            .strip_prefix("sha256:")
-            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        let ok = s.strip_prefix("sha256:").is_some_and(|h| {
+            h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
         if ok {
             Ok(Digest(s.to_string()))
         } else {
@@ -194,7 +194,9 @@ impl<R: Read> Read for VerifyingReader<R> {
         }
         // Read at most one byte past the declared size so an overlong blob is noticed.
         let remaining = self.check.size - self.check.hasher.len();
-        let cap = buf.len().min(remaining.saturating_add(1).try_into().unwrap_or(usize::MAX));
+        let cap = buf
+            .len()
+            .min(remaining.saturating_add(1).try_into().unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..cap])?;
         if n == 0 {
             self.check
@@ -277,7 +279,9 @@ mod tests {
         assert_eq!(d.as_str().parse::<Digest>().unwrap(), d);
         assert!("sha256:abc".parse::<Digest>().is_err());
         assert!("sha512:".parse::<Digest>().is_err());
-        assert!(format!("sha256:{}", "A".repeat(64)).parse::<Digest>().is_err());
+        assert!(format!("sha256:{}", "A".repeat(64))
+            .parse::<Digest>()
+            .is_err());
     }
 
     #[test]

@@ -47,7 +47,10 @@ impl Reference {
         let (rest, digest) = match input.split_once('@') {
             Some((r, d)) => {
                 let digest = d.parse::<Digest>().map_err(|_| {
-                    err(input, format!("digest {d:?} is not sha256:<64 lowercase hex>"))
+                    err(
+                        input,
+                        format!("digest {d:?} is not sha256:<64 lowercase hex>"),
+                    )
                 })?;
                 (r, Some(digest))
             }
@@ -122,7 +125,10 @@ impl Reference {
 
     /// The last path component of the repository (`nginx` of `docker.io/library/nginx`).
     pub fn last_component(&self) -> &str {
-        self.repository.rsplit('/').next().unwrap_or(&self.repository)
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
     }
 
     /// What to ask the registry for: the digest when pinned (it is what the user deploys),
@@ -168,12 +174,18 @@ fn validate_tag(input: &str, tag: &str) -> Result<(), ReferenceError> {
         return Err(err(input, "empty tag"));
     }
     if tag.len() > MAX_TAG_LEN {
-        return Err(err(input, format!("tag longer than {MAX_TAG_LEN} characters")));
+        return Err(err(
+            input,
+            format!("tag longer than {MAX_TAG_LEN} characters"),
+        ));
     }
     let mut chars = tag.chars();
     let first = chars.next().unwrap();
     if !(first.is_ascii_alphanumeric() || first == '_') {
-        return Err(err(input, format!("tag {tag:?} must start with a letter, digit or '_'")));
+        return Err(err(
+            input,
+            format!("tag {tag:?} must start with a letter, digit or '_'"),
+        ));
     }
     if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
         return Err(err(input, format!("tag {tag:?} contains {c:?}")));
@@ -204,7 +216,10 @@ fn split_registry(input: &str, name: &str) -> Result<(String, String), Reference
     };
     validate_path(input, &path)?;
     if registry.len() + 1 + path.len() > MAX_NAME_LEN {
-        return Err(err(input, format!("name longer than {MAX_NAME_LEN} characters")));
+        return Err(err(
+            input,
+            format!("name longer than {MAX_NAME_LEN} characters"),
+        ));
     }
     Ok((registry, path))
 }
@@ -215,26 +230,37 @@ fn validate_registry(input: &str, registry: &str) -> Result<(), ReferenceError> 
         _ => (registry, None),
     };
     if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u32>().map_or(true, |n| n > 65535) {
+        if p.is_empty()
+            || !p.bytes().all(|b| b.is_ascii_digit())
+            || p.parse::<u32>().map_or(true, |n| n > 65535)
+        {
             return Err(err(input, format!("registry port {p:?} is not a number")));
         }
     }
     if host.starts_with('[') && host.ends_with(']') {
         let inner = &host[1..host.len() - 1];
         if inner.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(err(input, format!("registry {host:?} is not a valid IPv6 address")));
+            return Err(err(
+                input,
+                format!("registry {host:?} is not a valid IPv6 address"),
+            ));
         }
         return Ok(());
     }
     let ok = !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
     if !ok {
-        return Err(err(input, format!("registry host {host:?} is not a valid host name")));
+        return Err(err(
+            input,
+            format!("registry host {host:?} is not a valid host name"),
+        ));
     }
     Ok(())
 }
@@ -355,10 +381,19 @@ mod tests {
         assert_eq!(n("localhost:5000/a/b:1"), "localhost:5000/a/b:1");
         assert_eq!(n("localhost/a"), "localhost/a:latest");
         assert_eq!(n("127.0.0.1:5000/x"), "127.0.0.1:5000/x:latest");
-        assert_eq!(n("quay.io/metallb/speaker:main"), "quay.io/metallb/speaker:main");
+        assert_eq!(
+            n("quay.io/metallb/speaker:main"),
+            "quay.io/metallb/speaker:main"
+        );
         let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(n(&format!("nginx:1.25@{d}")), format!("docker.io/library/nginx:1.25@{d}"));
-        assert_eq!(n(&format!("nginx@{d}")), format!("docker.io/library/nginx@{d}"));
+        assert_eq!(
+            n(&format!("nginx:1.25@{d}")),
+            format!("docker.io/library/nginx:1.25@{d}")
+        );
+        assert_eq!(
+            n(&format!("nginx@{d}")),
+            format!("docker.io/library/nginx@{d}")
+        );
     }
 
     #[test]
@@ -383,7 +418,12 @@ mod tests {
     fn familiar_names_cover_hub_spellings() {
         let r = Reference::parse("nginx:1").unwrap();
         let names = r.familiar_names();
-        for s in ["nginx", "library/nginx", "docker.io/nginx", "docker.io/library/nginx"] {
+        for s in [
+            "nginx",
+            "library/nginx",
+            "docker.io/nginx",
+            "docker.io/library/nginx",
+        ] {
             assert!(names.contains(&s.to_string()), "{s} missing from {names:?}");
         }
         let q = Reference::parse("quay.io/a/b").unwrap();

@@ -48,7 +48,9 @@ pub enum UpstreamError {
         entry: String,
         why: &'static str,
     },
-    #[error("upstream {path}: larger than {MAX_UPSTREAM_BYTES} bytes; is this really a manifests tree?")]
+    #[error(
+        "upstream {path}: larger than {MAX_UPSTREAM_BYTES} bytes; is this really a manifests tree?"
+    )]
     TooLarge { path: PathBuf },
     #[error("upstream {path}: no files found")]
     Empty { path: PathBuf },
@@ -129,7 +131,10 @@ pub fn sanitize_name(s: &str) -> String {
 fn read_dir(root: &Path) -> Result<Vec<ManifestFile>, UpstreamError> {
     let mut files = Vec::new();
     let mut total = 0u64;
-    for entry in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(|e| UpstreamError::Io {
             path: e.path().unwrap_or(root).to_path_buf(),
             source: e.into(),
@@ -138,7 +143,10 @@ fn read_dir(root: &Path) -> Result<Vec<ManifestFile>, UpstreamError> {
             continue;
         }
         let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-        if rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
+        if rel
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+        {
             continue; // .git and editor droppings are not part of the app
         }
         let data = std::fs::read(entry.path()).map_err(|source| UpstreamError::Io {
@@ -251,7 +259,9 @@ pub fn app_identity(files: &[ManifestFile]) -> (Option<String>, Option<String>) 
                 continue;
             };
             let api = v.get("apiVersion").and_then(|a| a.as_str()).unwrap_or("");
-            if v.get("kind").and_then(|k| k.as_str()) == Some("Application") && api.starts_with("kots.io/") {
+            if v.get("kind").and_then(|k| k.as_str()) == Some("Application")
+                && api.starts_with("kots.io/")
+            {
                 let name = v
                     .get("metadata")
                     .and_then(|m| m.get("name"))
@@ -277,7 +287,10 @@ mod tests {
 
     #[test]
     fn safe_paths() {
-        assert_eq!(safe_relative_path("./a/b.yaml").as_deref(), Some("a/b.yaml"));
+        assert_eq!(
+            safe_relative_path("./a/b.yaml").as_deref(),
+            Some("a/b.yaml")
+        );
         assert_eq!(safe_relative_path("../x"), None);
         assert_eq!(safe_relative_path("/etc/passwd"), None);
         assert_eq!(safe_relative_path("a/../../x"), None);
@@ -286,8 +299,14 @@ mod tests {
     #[test]
     fn strips_single_top_dir() {
         let mut files = vec![
-            ManifestFile { path: "app-1/a.yaml".into(), data: vec![] },
-            ManifestFile { path: "app-1/sub/b.yaml".into(), data: vec![] },
+            ManifestFile {
+                path: "app-1/a.yaml".into(),
+                data: vec![],
+            },
+            ManifestFile {
+                path: "app-1/sub/b.yaml".into(),
+                data: vec![],
+            },
         ];
         strip_common_top_dir(&mut files);
         assert_eq!(files[0].path, "a.yaml");

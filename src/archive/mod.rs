@@ -1,0 +1,305 @@
+//! The `.airgap` archive: an OCI image layout, the app's manifests and a metadata document in
+//! one tar, zstd-compressed by default. This is the `oci-archive:` transport of kots-bundle.
+//!
+//! The format is specified in `bundle-format/README.md`; in short:
+//! - entries in order: `kots-bundle.json` (metadata, first so `inspect` reads only the head),
+//!   `oci-layout`, `index.json`, `upstream/...`, `blobs/sha256/...` (each blob once);
+//! - with zstd, every entry is its own zstd frame and a skippable frame at the end holds an
+//!   entry index (name -> byte offset), so import can seek to any blob and push many at once
+//!   without extracting anything; the whole file is still one valid zstd stream of one tar;
+//! - with `--compression none` it is a plain tar that `skopeo copy oci-archive:` reads;
+//!   the index is rebuilt by walking tar headers.
+
+mod reader;
+mod transport;
+mod writer;
+
+pub use reader::{manifest_children, ArchiveReader, Entry, VerifySummary};
+pub use transport::{reader_stream, ArchiveDest, ArchiveSource};
+pub use writer::{ArchiveWriter, ZstdOptions};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::reference::Reference;
+
+/// Name of the metadata entry; always the first entry of the tar.
+pub const METADATA_ENTRY: &str = "kots-bundle.json";
+/// Upstream manifests live under this directory inside the tar.
+pub const UPSTREAM_DIR: &str = "upstream/";
+/// The `format` value this version writes and reads.
+pub const FORMAT: &str = "kots-bundle.airgap/v1";
+/// The annotation naming each image in `index.json` (what `skopeo oci-archive:FILE:REF` matches).
+pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+
+/// zstd skippable frame magic used for the footer index (0x184D2A50..5F are skippable).
+pub(crate) const FOOTER_FRAME_MAGIC: u32 = 0x184D_2A5B;
+/// Last 8 bytes of a zstd archive: identifies the footer.
+pub(crate) const FOOTER_MAGIC: &[u8; 8] = b"KBNDLIDX";
+/// Refuse metadata, index and manifest entries larger than this: they are small JSON.
+pub(crate) const MAX_JSON_ENTRY: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// One zstd frame per entry plus an index: compact and seekable (default).
+    #[default]
+    Zstd,
+    /// A plain tar, readable by `skopeo copy oci-archive:FILE:REF`.
+    None,
+}
+
+/// The metadata document, `kots-bundle.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    pub format: String,
+    pub tool: Tool,
+    pub app: App,
+    pub created: String,
+    pub compression: Compression,
+    pub images: Vec<ImageRecord>,
+    /// Every blob of the layout (manifests and indexes included), each once.
+    pub blobs: Vec<BlobRecord>,
+    /// Sum of `blobs[].size`.
+    pub total_size: u64,
+    /// Upstream files under `upstream/`, relative paths.
+    pub upstream_files: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct App {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub source: String,
+}
+
+/// One source image: what the manifests reference and what was fetched for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRecord {
+    /// The normalized reference as found in the manifests (tag and/or digest).
+    pub reference: Reference,
+    /// Digest of the top-level manifest or index, as the source registry served it.
+    pub digest: Digest,
+    pub media_type: String,
+    /// `os/arch[/variant]` of each platform kept (empty when the config says none).
+    pub platforms: Vec<String>,
+    /// Bytes of all blobs this image needs (shared blobs counted for each image).
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobRecord {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// Where each entry sits in the file: the footer of a zstd archive, or rebuilt from tar
+/// headers of an uncompressed one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EntryIndex {
+    pub entries: BTreeMap<String, IndexEntry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Byte offset in the file of the entry's zstd frame (or of its first tar header).
+    pub offset: u64,
+    /// Bytes in the file from `offset` (the frame, or the headers + data + padding).
+    pub length: u64,
+    /// Size of the entry's content.
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a kots-bundle archive: {why}")]
+    NotAnArchive { path: PathBuf, why: String },
+    #[error("{path}: archive format {found:?} is not supported by this kots-bundle (reads {FORMAT}); upgrade kots-bundle")]
+    UnsupportedFormat { path: PathBuf, found: String },
+    #[error("{path}: entry {entry:?}: {why}")]
+    BadEntry {
+        path: PathBuf,
+        entry: String,
+        why: String,
+    },
+    #[error("{path}: entry {entry:?} is missing")]
+    Missing { path: PathBuf, entry: String },
+    #[error("{path}: entry index is unreadable ({why}): the file is truncated or damaged")]
+    BadIndex { path: PathBuf, why: String },
+    #[error("{path}: metadata: {why}")]
+    BadMetadata { path: PathBuf, why: String },
+}
+
+impl Metadata {
+    pub fn blob(&self, digest: &Digest) -> Option<&BlobRecord> {
+        self.blobs.iter().find(|b| &b.digest == digest)
+    }
+}
+
+/// Name of a blob's entry.
+pub fn blob_entry(digest: &Digest) -> String {
+    digest.layout_path()
+}
+
+/// Checks an entry name from a tar header: relative, no `..`, no empty parts, one of the
+/// places the format allows. Returns why not.
+pub(crate) fn check_entry_name(name: &str) -> Result<(), String> {
+    if name.starts_with('/') {
+        return Err("absolute path".into());
+    }
+    if name
+        .split('/')
+        .any(|p| p == ".." || p == "." || p.is_empty())
+    {
+        return Err("path with '..', '.' or an empty component".into());
+    }
+    if name.contains('\\') || name.contains('\0') {
+        return Err("path with a backslash or NUL".into());
+    }
+    let allowed = name == METADATA_ENTRY
+        || name == "oci-layout"
+        || name == "index.json"
+        || name.starts_with(UPSTREAM_DIR)
+        || name
+            .strip_prefix("blobs/sha256/")
+            .is_some_and(|h| format!("sha256:{h}").parse::<Digest>().is_ok());
+    if !allowed {
+        return Err("not a place the format allows".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names() {
+        assert!(check_entry_name("kots-bundle.json").is_ok());
+        assert!(check_entry_name("upstream/a/b.yaml").is_ok());
+        assert!(check_entry_name(&Digest::of(b"x").layout_path()).is_ok());
+        assert!(check_entry_name("../etc/passwd").is_err());
+        assert!(check_entry_name("/etc/passwd").is_err());
+        assert!(check_entry_name("upstream/../../x").is_err());
+        assert!(check_entry_name("blobs/sha256/nothex").is_err());
+        assert!(check_entry_name("other.txt").is_err());
+    }
+}
+
+/// Begins an archive for `images`: writes the metadata, `oci-layout`, `index.json` and the
+/// upstream files, and returns the writer ready for the blobs (which the copy engine adds).
+pub fn start(
+    path: &std::path::Path,
+    app: App,
+    images: &[crate::copy::ResolvedImage],
+    upstream: &[crate::upstream::ManifestFile],
+    compression: Compression,
+    zstd: ZstdOptions,
+) -> Result<ArchiveWriter, ArchiveError> {
+    let mut blobs: BTreeMap<Digest, BlobRecord> = BTreeMap::new();
+    for image in images {
+        for d in image.all_blobs() {
+            blobs.entry(d.digest.clone()).or_insert(BlobRecord {
+                digest: d.digest,
+                size: d.size,
+                media_type: d.media_type,
+            });
+        }
+    }
+    let blobs: Vec<BlobRecord> = blobs.into_values().collect();
+    let metadata = Metadata {
+        format: FORMAT.to_string(),
+        tool: Tool {
+            name: env!("CARGO_PKG_NAME").to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        app,
+        created: now_rfc3339(),
+        compression,
+        images: images
+            .iter()
+            .map(|i| ImageRecord {
+                reference: i.source.clone(),
+                digest: i.top.digest.clone(),
+                media_type: i.top.media_type.clone(),
+                platforms: i.platforms.clone(),
+                size: i.size(),
+            })
+            .collect(),
+        total_size: blobs.iter().map(|b| b.size).sum(),
+        blobs,
+        upstream_files: upstream.iter().map(|f| f.path.clone()).collect(),
+    };
+    let mut w = ArchiveWriter::create(path, &metadata, compression, zstd)?;
+    w.add_file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    w.add_json("index.json", &layout_index(images))?;
+    for f in upstream {
+        w.add_file(&format!("{UPSTREAM_DIR}{}", f.path), &f.data)?;
+    }
+    Ok(w)
+}
+
+/// The layout's `index.json`: one entry per source reference, named by the normalized
+/// reference (what `skopeo copy oci-archive:FILE:REF` and `oci:DIR:REF` select by).
+pub fn layout_index(images: &[crate::copy::ResolvedImage]) -> serde_json::Value {
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "mediaType": i.top.media_type,
+                "digest": i.top.digest,
+                "size": i.top.bytes.len(),
+                "annotations": { REF_NAME_ANNOTATION: i.source.to_string() },
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::copy::OCI_INDEX,
+        "manifests": manifests,
+    })
+}
+
+/// UTC now as RFC 3339, without a date-time dependency.
+pub(crate) fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

@@ -1,0 +1,335 @@
+//! Writes an `.airgap` archive: tar entries, one zstd frame each, then the footer index.
+//! The file appears under its final name only when complete (temp file + rename).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{
+    blob_entry, ArchiveError, Compression, EntryIndex, IndexEntry, Metadata, FOOTER_FRAME_MAGIC,
+    FOOTER_MAGIC, METADATA_ENTRY,
+};
+use crate::digest::Digest;
+
+/// Large buffered writes: blobs are tens of MiB and the file is written sequentially.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Options for the zstd frames.
+#[derive(Debug, Clone, Copy)]
+pub struct ZstdOptions {
+    pub level: i32,
+    /// zstd worker threads per frame (0: single-threaded).
+    pub workers: u32,
+}
+
+impl Default for ZstdOptions {
+    fn default() -> Self {
+        ZstdOptions {
+            level: 3,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        }
+    }
+}
+
+pub struct ArchiveWriter {
+    final_path: PathBuf,
+    tmp: tempfile::TempPath,
+    builder: tar::Builder<FrameWriter>,
+    index: EntryIndex,
+    blobs: HashSet<Digest>,
+    mtime: u64,
+}
+
+impl ArchiveWriter {
+    /// Starts an archive at `path` (written to a temp file beside it until [`finish`]),
+    /// with `metadata` as its first entry.
+    ///
+    /// [`finish`]: ArchiveWriter::finish
+    pub fn create(
+        path: &Path,
+        metadata: &Metadata,
+        compression: Compression,
+        zstd: ZstdOptions,
+    ) -> Result<ArchiveWriter, ArchiveError> {
+        let io_err = |source| ArchiveError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bundle.airgap".into());
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}."))
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .map_err(io_err)?;
+        let (file, tmp) = tmp.into_parts();
+        let frames = FrameWriter {
+            state: State::Raw(Counting {
+                inner: BufWriter::with_capacity(WRITE_BUFFER, file),
+                pos: 0,
+            }),
+            compression,
+            zstd,
+        };
+        let mut builder = tar::Builder::new(frames);
+        builder.mode(tar::HeaderMode::Deterministic);
+        let mut w = ArchiveWriter {
+            final_path: path.to_path_buf(),
+            tmp,
+            builder,
+            index: EntryIndex::default(),
+            blobs: HashSet::new(),
+            mtime: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        w.add_json(METADATA_ENTRY, metadata)?;
+        Ok(w)
+    }
+
+    pub fn add_json<T: serde::Serialize>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), ArchiveError> {
+        let data = serde_json::to_vec_pretty(value).expect("serializable");
+        self.add_file(name, &data)
+    }
+
+    /// Adds a small file (metadata, layout files, upstream manifests).
+    pub fn add_file(&mut self, name: &str, data: &[u8]) -> Result<(), ArchiveError> {
+        self.append(name, data.len() as u64, data)
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blobs.contains(digest)
+    }
+
+    /// Adds a blob from `reader`; a blob already in the archive is skipped (each blob is
+    /// stored once). The reader must verify the digest itself (every source's blob stream
+    /// does, so bytes are hashed once); here only the size is enforced, since a short or
+    /// long entry would break the tar.
+    pub fn add_blob(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        reader: impl Read,
+    ) -> Result<(), ArchiveError> {
+        if self.blobs.contains(digest) {
+            return Ok(());
+        }
+        let exact = ExactSize {
+            inner: reader,
+            remaining: size,
+            digest,
+        };
+        self.append(&blob_entry(digest), size, exact)?;
+        self.blobs.insert(digest.clone());
+        Ok(())
+    }
+
+    fn append(&mut self, name: &str, size: u64, data: impl Read) -> Result<(), ArchiveError> {
+        let path = self.final_path.clone();
+        let io_err = |source| ArchiveError::Io {
+            path: path.clone(),
+            source,
+        };
+        if self.index.entries.contains_key(name) {
+            return Err(ArchiveError::BadEntry {
+                path,
+                entry: name.to_string(),
+                why: "written twice".into(),
+            });
+        }
+        let offset = self.builder.get_ref().pos();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_mtime(self.mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        self.builder
+            .append_data(&mut header, name, data)
+            .map_err(io_err)?;
+        self.builder.get_mut().cut().map_err(io_err)?;
+        let length = self.builder.get_ref().pos() - offset;
+        self.index.entries.insert(
+            name.to_string(),
+            IndexEntry {
+                offset,
+                length,
+                size,
+            },
+        );
+        Ok(())
+    }
+
+    /// Ends the tar, writes the footer index, syncs, and renames into place.
+    pub fn finish(self) -> Result<PathBuf, ArchiveError> {
+        let path = self.final_path.clone();
+        let io_err = |source| ArchiveError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut builder = self.builder;
+        builder.finish().map_err(io_err)?;
+        let mut frames = builder.into_inner().map_err(io_err)?;
+        frames.cut().map_err(io_err)?;
+        let compression = frames.compression;
+        let State::Raw(mut out) = frames.state else {
+            unreachable!("cut leaves the writer raw")
+        };
+        if compression == Compression::Zstd {
+            write_footer(&mut out, &self.index).map_err(io_err)?;
+        }
+        let file = out.inner.into_inner().map_err(|e| io_err(e.into_error()))?;
+        file.sync_all().map_err(io_err)?;
+        drop(file);
+        self.tmp.persist(&path).map_err(|e| io_err(e.error))?;
+        Ok(path)
+    }
+}
+
+/// The footer: a zstd skippable frame whose payload is the JSON entry index followed by its
+/// length (u64 LE) and [`FOOTER_MAGIC`], so a reader finds it from the end of the file.
+fn write_footer(out: &mut impl Write, index: &EntryIndex) -> io::Result<()> {
+    let json = serde_json::to_vec(index).expect("serializable");
+    let payload_len = json.len() + 16;
+    let frame_size = u32::try_from(payload_len)
+        .map_err(|_| io::Error::other("entry index larger than 4 GiB"))?;
+    out.write_all(&FOOTER_FRAME_MAGIC.to_le_bytes())?;
+    out.write_all(&frame_size.to_le_bytes())?;
+    out.write_all(&json)?;
+    out.write_all(&(json.len() as u64).to_le_bytes())?;
+    out.write_all(FOOTER_MAGIC)?;
+    Ok(())
+}
+
+struct Counting<W> {
+    inner: W,
+    pos: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Out = Counting<BufWriter<File>>;
+
+enum State {
+    Raw(Out),
+    Frame(zstd::stream::write::Encoder<'static, Out>),
+    /// Only while switching, or after a failed frame end.
+    Broken,
+}
+
+/// Tar bytes go through here; [`FrameWriter::cut`] ends the current zstd frame so the next
+/// entry starts a new, independently decodable one.
+struct FrameWriter {
+    state: State,
+    compression: Compression,
+    zstd: ZstdOptions,
+}
+
+impl FrameWriter {
+    /// Position in the file (compressed bytes), valid between frames.
+    fn pos(&self) -> u64 {
+        match &self.state {
+            State::Raw(o) => o.pos,
+            State::Frame(e) => e.get_ref().pos,
+            State::Broken => 0,
+        }
+    }
+
+    fn cut(&mut self) -> io::Result<()> {
+        match std::mem::replace(&mut self.state, State::Broken) {
+            State::Frame(enc) => self.state = State::Raw(enc.finish()?),
+            other => self.state = other,
+        }
+        Ok(())
+    }
+
+    fn sink(&mut self) -> io::Result<&mut dyn Write> {
+        if self.compression == Compression::Zstd {
+            if let State::Raw(_) = self.state {
+                let State::Raw(out) = std::mem::replace(&mut self.state, State::Broken) else {
+                    unreachable!()
+                };
+                let mut enc = zstd::stream::write::Encoder::new(out, self.zstd.level)?;
+                enc.include_checksum(true)?;
+                if self.zstd.workers > 1 {
+                    enc.multithread(self.zstd.workers)?;
+                }
+                self.state = State::Frame(enc);
+            }
+        }
+        match &mut self.state {
+            State::Raw(o) => Ok(o),
+            State::Frame(e) => Ok(e),
+            State::Broken => Err(io::Error::other(
+                "archive writer is broken by an earlier error",
+            )),
+        }
+    }
+}
+
+impl Write for FrameWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sink()?.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.state {
+            State::Raw(o) => o.flush(),
+            State::Frame(e) => e.flush(),
+            State::Broken => Ok(()),
+        }
+    }
+}
+
+/// Yields exactly `remaining` bytes or fails: the tar header already promised that size.
+struct ExactSize<'a, R> {
+    inner: R,
+    remaining: u64,
+    digest: &'a Digest,
+}
+
+impl<R: Read> Read for ExactSize<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            // One probe byte: a source with more data than declared is an error, not a cut.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("blob {} is longer than its descriptor says", self.digest),
+                )),
+            };
+        }
+        let cap = buf
+            .len()
+            .min(self.remaining.try_into().unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..cap])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("blob {} ended {} bytes early", self.digest, self.remaining),
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
