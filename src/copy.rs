@@ -174,11 +174,16 @@ pub trait ImageDestination: Send + Sync {
 }
 
 /// Fetches an image's manifests and config descriptors from `source`.
+///
+/// `platforms` (`os/arch[/variant]`; empty keeps all) narrows a multi-arch index to the
+/// platforms asked for; the index is then rewritten, so its digest changes. An image pinned
+/// by digest keeps every platform: its digest is what the manifests deploy.
 pub async fn resolve(
     source: &dyn ImageSource,
     image: &Reference,
+    platforms: &[String],
 ) -> Result<ResolvedImage, CopyError> {
-    let top = source.manifest(image, image.manifest_reference()).await?;
+    let mut top = source.manifest(image, image.manifest_reference()).await?;
     if let Some(pinned) = image.digest() {
         if &top.digest != pinned {
             return Err(image_err(
@@ -189,12 +194,39 @@ pub async fn resolve(
     }
     let mut children = Vec::new();
     let mut blobs = Vec::new();
-    let mut platforms = Vec::new();
+    let mut found_platforms = Vec::new();
     let mut seen = HashSet::new();
     if is_index(&top.media_type) {
         let index: oci_spec::image::ImageIndex = serde_json::from_slice(&top.bytes)
             .map_err(|e| image_err(image, format!("unreadable index: {e}")))?;
-        for d in index.manifests() {
+        let platform_of = |d: &oci_spec::image::Descriptor| {
+            d.platform().as_ref().map(|p| {
+                platform_string(p.os().to_string(), p.architecture().to_string(), p.variant().clone())
+            })
+        };
+        let filter = !platforms.is_empty() && image.digest().is_none();
+        if !platforms.is_empty() && image.digest().is_some() {
+            tracing::warn!("{image}: pinned by digest, so all its platforms are kept");
+        }
+        let kept: Vec<&oci_spec::image::Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| {
+                !filter
+                    || platform_of(d).is_some_and(|have| platforms.iter().any(|want| platform_matches(want, &have)))
+            })
+            .collect();
+        if kept.is_empty() {
+            let have: Vec<String> = index.manifests().iter().filter_map(platform_of).collect();
+            return Err(image_err(
+                image,
+                format!("has none of the platforms {}; it has {}", platforms.join(", "), have.join(", ")),
+            ));
+        }
+        if kept.len() < index.manifests().len() {
+            top = narrow_index(&top, &kept);
+        }
+        for d in kept {
             let desc = descriptor(image, d)?;
             if !is_image_manifest(&desc.media_type) {
                 // Nested indexes and artifacts are rare; refusing beats a half copy.
@@ -214,7 +246,7 @@ pub async fn resolve(
                 ));
             }
             if let Some(p) = d.platform() {
-                platforms.push(platform_string(
+                found_platforms.push(platform_string(
                     p.os().to_string(),
                     p.architecture().to_string(),
                     p.variant().clone(),
@@ -226,7 +258,7 @@ pub async fn resolve(
     } else if is_image_manifest(&top.media_type) {
         let config = collect_blobs(image, &top, &mut blobs, &mut seen)?;
         if let Some(p) = config_platform(source, image, &config).await {
-            platforms.push(p);
+            found_platforms.push(p);
         }
     } else {
         return Err(image_err(
@@ -239,7 +271,7 @@ pub async fn resolve(
         top,
         children,
         blobs,
-        platforms,
+        platforms: found_platforms,
     })
 }
 
@@ -272,6 +304,26 @@ fn collect_blobs(
         }
     }
     Ok(config)
+}
+
+/// `linux/arm64` matches `linux/arm64/v8`; `linux/arm/v7` matches only itself.
+fn platform_matches(want: &str, have: &str) -> bool {
+    want == have || have.strip_prefix(want).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The same index JSON with only the kept manifests (all other fields untouched).
+fn narrow_index(top: &Manifest, kept: &[&oci_spec::image::Descriptor]) -> Manifest {
+    let mut v: serde_json::Value = serde_json::from_slice(&top.bytes).expect("parsed above");
+    let keep: HashSet<String> = kept.iter().map(|d| d.digest().to_string()).collect();
+    if let Some(list) = v.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+        list.retain(|d| d["digest"].as_str().is_some_and(|x| keep.contains(x)));
+    }
+    let bytes = Bytes::from(serde_json::to_vec(&v).expect("json"));
+    Manifest {
+        digest: Digest::of(&bytes),
+        bytes,
+        media_type: top.media_type.clone(),
+    }
 }
 
 fn platform_string(os: String, arch: String, variant: Option<String>) -> String {

@@ -1,1 +1,119 @@
-//! TODO
+//! Progress for long copies: a byte bar with rate and ETA on a terminal, plain lines
+//! (one per image, and one every 10% of bytes) when stderr is a pipe or a log file.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::copy::{BlobOutcome, CopyJob, CopyObserver, Descriptor};
+use crate::reference::Reference;
+
+pub struct Progress {
+    verb: &'static str,
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    total: u64,
+    done: AtomicU64,
+    last_decile: Mutex<u64>,
+}
+
+impl Progress {
+    /// `verb` says what happens to each image ("pushed", "exported").
+    pub fn new(verb: &'static str, total_bytes: u64, quiet: bool) -> Progress {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Progress {
+            verb,
+            bar,
+            quiet,
+            total: total_bytes,
+            done: AtomicU64::new(0),
+            last_decile: Mutex::new(0),
+        }
+    }
+
+    /// A line that does not tear the bar.
+    pub fn println(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl CopyObserver for Progress {
+    fn bytes(&self, n: u64) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        match &self.bar {
+            Some(bar) => bar.inc(n),
+            None if !self.quiet && self.total > 0 => {
+                let decile = (done.min(self.total) * 10 / self.total).min(10);
+                let mut last = self.last_decile.lock().expect("progress lock");
+                if decile > *last {
+                    *last = decile;
+                    eprintln!(
+                        "{}% ({} of {})",
+                        decile * 10,
+                        human_bytes(done),
+                        human_bytes(self.total)
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn blob_done(&self, _target: &Reference, desc: &Descriptor, outcome: BlobOutcome) {
+        // Bytes that need not move still count toward the total, so the bar ends full.
+        if outcome != BlobOutcome::Copied {
+            if let Some(bar) = &self.bar {
+                bar.inc(desc.size);
+            }
+        }
+    }
+
+    fn image_done(&self, job: &CopyJob, skipped: bool) {
+        if skipped {
+            self.println(&format!("up to date {}", job.target));
+        } else if job.target == job.image.source {
+            self.println(&format!("{} {}", self.verb, job.image.source));
+        } else {
+            self.println(&format!("{} {} -> {}", self.verb, job.image.source, job.target));
+        }
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

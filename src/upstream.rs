@@ -54,6 +54,203 @@ pub enum UpstreamError {
     TooLarge { path: PathBuf },
     #[error("upstream {path}: no files found")]
     Empty { path: PathBuf },
+    #[error("upstream {url}: {why}")]
+    Fetch { url: String, why: String },
+    #[error("license {path}: {why}")]
+    License { path: PathBuf, why: String },
+    #[error("upstream {source_ref}: {why}")]
+    Source { source_ref: String, why: String },
+}
+
+/// How to fetch remote upstreams.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamOptions {
+    /// KOTS license for `replicated://APP`.
+    pub license_file: Option<PathBuf>,
+    /// Extra CA (PEM) trusted for `https://` and the vendor API.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Fetches the app from any supported source: a directory or tarball path, an `https://`
+/// URL of a tarball, or `replicated://APP` with a license.
+pub async fn load(source: &str, opts: &UpstreamOptions) -> Result<Upstream, UpstreamError> {
+    if let Some(app) = source.strip_prefix("replicated://") {
+        return load_replicated(source, app, opts).await;
+    }
+    if source.starts_with("https://") || is_loopback_http(source) {
+        let bytes = fetch(source, opts, None).await?.0;
+        let files = read_tgz(&bytes[..], Path::new(source))?;
+        return finish_remote(source, files, None, None);
+    }
+    if source.starts_with("http://") {
+        return Err(UpstreamError::Source {
+            source_ref: source.to_string(),
+            why: "plain http is accepted only from localhost; use https://".into(),
+        });
+    }
+    let path = Path::new(source);
+    let mut up = tokio::task::block_in_place(|| load_path(path))?;
+    up.source = source.to_string();
+    Ok(up)
+}
+
+fn finish_remote(
+    source: &str,
+    mut files: Vec<ManifestFile>,
+    name: Option<String>,
+    version: Option<String>,
+) -> Result<Upstream, UpstreamError> {
+    if files.is_empty() {
+        return Err(UpstreamError::Empty {
+            path: PathBuf::from(source),
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let (app_name, app_version) = app_identity(&files);
+    let fallback = source
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("app")
+        .trim_end_matches(".tar.gz")
+        .trim_end_matches(".tgz")
+        .to_string();
+    Ok(Upstream {
+        source: source.to_string(),
+        name: name.or(app_name).unwrap_or_else(|| sanitize_name(&fallback)),
+        version: version.or(app_version),
+        files,
+    })
+}
+
+/// GETs `url` into memory (manifests are small; capped), TLS verified.
+async fn fetch(
+    url: &str,
+    opts: &UpstreamOptions,
+    basic: Option<(&str, &str)>,
+) -> Result<(Vec<u8>, reqwest::header::HeaderMap), UpstreamError> {
+    let err = |why: String| UpstreamError::Fetch {
+        url: url.to_string(),
+        why,
+    };
+    if !url.starts_with("https://") && !is_loopback_http(url) {
+        return Err(err("plain http is accepted only from localhost; use https://".into()));
+    }
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("kots-bundle/", env!("CARGO_PKG_VERSION")))
+        // A redirect could downgrade to http or leave for another host with our license.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = &opts.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| err(format!("reading --upstream-ca {}: {e}", ca.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| err(format!("--upstream-ca {}: {e}", ca.display())))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    let client = builder.build().map_err(|e| err(e.to_string()))?;
+    let mut req = client.get(url);
+    if let Some((user, pass)) = basic {
+        req = req.basic_auth(user, Some(pass));
+    }
+    let resp = req.send().await.map_err(|e| err(describe_reqwest(&e)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(err(format!("HTTP {status}")));
+    }
+    let headers = resp.headers().clone();
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    use futures_util::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| err(describe_reqwest(&e)))?;
+        body.extend_from_slice(&chunk);
+        if body.len() as u64 > MAX_UPSTREAM_BYTES {
+            return Err(err(format!("larger than {MAX_UPSTREAM_BYTES} bytes")));
+        }
+    }
+    Ok((body, headers))
+}
+
+/// `http://localhost...`, `http://127.0.0.1...`, `http://[::1]...`: test doubles and local mirrors.
+fn is_loopback_http(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    u.scheme() == "http"
+        && matches!(u.host_str(), Some("localhost") | Some("127.0.0.1") | Some("[::1]"))
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// The parts of a KOTS license we use.
+#[derive(Debug, Clone)]
+pub struct License {
+    pub license_id: String,
+    pub app_slug: String,
+    pub endpoint: String,
+    pub channel: Option<String>,
+}
+
+impl License {
+    pub fn load(path: &Path) -> Result<License, UpstreamError> {
+        let bad = |why: String| UpstreamError::License {
+            path: path.to_path_buf(),
+            why,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
+        if v.get("kind").and_then(|k| k.as_str()) != Some("License") {
+            return Err(bad("not a KOTS license (kind: License)".into()));
+        }
+        let spec = v.get("spec").ok_or_else(|| bad("no spec".into()))?;
+        let field = |k: &str| spec.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        Ok(License {
+            license_id: field("licenseID").ok_or_else(|| bad("spec.licenseID is missing".into()))?,
+            app_slug: field("appSlug").ok_or_else(|| bad("spec.appSlug is missing".into()))?,
+            endpoint: field("endpoint").unwrap_or_else(|| "https://replicated.app".into()),
+            channel: field("channelName"),
+        })
+    }
+}
+
+async fn load_replicated(source: &str, app: &str, opts: &UpstreamOptions) -> Result<Upstream, UpstreamError> {
+    let license_path = opts.license_file.as_ref().ok_or_else(|| UpstreamError::Source {
+        source_ref: source.to_string(),
+        why: "replicated:// needs --license-file".into(),
+    })?;
+    let license = License::load(license_path)?;
+    let app = app.trim_end_matches('/');
+    if !app.is_empty() && app != license.app_slug {
+        return Err(UpstreamError::License {
+            path: license_path.clone(),
+            why: format!("is for app {:?}, not {app:?}", license.app_slug),
+        });
+    }
+    let endpoint = std::env::var("REPLICATED_APP_ENDPOINT").unwrap_or(license.endpoint.clone());
+    let url = format!("{}/release/{}", endpoint.trim_end_matches('/'), license.app_slug);
+    let (body, headers) = fetch(&url, opts, Some((&license.license_id, &license.license_id)))
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Fetch { why, .. } => UpstreamError::License {
+                path: license_path.clone(),
+                why: format!("the vendor API at {url} refused the release download: {why}"),
+            },
+            other => other,
+        })?;
+    let files = read_tgz(&body[..], Path::new(&url))?;
+    let version = headers
+        .get("X-Replicated-VersionLabel")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    finish_remote(source, files, Some(sanitize_name(&license.app_slug)), version)
 }
 
 /// Reads a local directory or tarball.

@@ -38,7 +38,7 @@ async fn build(compression: Compression) -> Built {
     let mut resolved = Vec::new();
     for img in &images {
         let r = Reference::parse(&img.name).unwrap();
-        resolved.push(copy::resolve(&*layout, &r).await.unwrap());
+        resolved.push(copy::resolve(&*layout, &r, &[]).await.unwrap());
     }
     let upstream = vec![ManifestFile {
         path: "deploy.yaml".into(),

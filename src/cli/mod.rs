@@ -3,7 +3,15 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod common;
+pub mod export;
 pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod pull;
+pub mod selection;
+pub mod upstream;
+pub mod verify;
 
 /// Exit codes scripts can rely on.
 pub mod exit {
@@ -42,8 +50,18 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Fetch an app's manifests and every image they need into one .airgap file.
+    Export(export::ExportArgs),
+    /// Push an .airgap file's images to the private registry and write the app directory.
+    Import(import::ImportArgs),
+    /// Fetch and push in one go on a host that reaches both sides, or update an app directory.
+    Pull(pull::PullArgs),
     /// List every image an app needs, normalized, one per line.
     Images(images::ImagesArgs),
+    /// Show what an .airgap file holds (reads only its head).
+    Inspect(inspect::InspectArgs),
+    /// Check every blob of an .airgap file against its digest, and the file against its metadata.
+    Verify(verify::VerifyArgs),
 }
 
 pub fn main() -> i32 {
@@ -61,7 +79,12 @@ pub fn main() -> i32 {
     };
     init_logging(cli.quiet, cli.verbose);
     let result = match &cli.command {
+        Command::Export(a) => export::run(a, cli.quiet),
+        Command::Import(a) => import::run(a, cli.quiet),
+        Command::Pull(a) => pull::run(a, cli.quiet),
         Command::Images(a) => images::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Verify(a) => verify::run(a, cli.quiet),
     };
     match result {
         Ok(code) => code,

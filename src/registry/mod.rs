@@ -132,3 +132,4 @@ impl Client {
         todo!()
     }
 }
+pub mod transport;

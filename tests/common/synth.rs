@@ -11,6 +11,7 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// What to generate for one image.
 #[derive(Clone, Debug)]
@@ -23,6 +24,8 @@ pub struct ImageSpec {
     pub shared_base: bool,
     /// Two platforms (linux/amd64, linux/arm64) under an OCI index.
     pub multiarch: bool,
+    /// Plain tar layers (no gzip): quick to generate at hundreds of MiB.
+    pub uncompressed: bool,
     pub seed: u64,
 }
 
@@ -34,6 +37,7 @@ impl ImageSpec {
             layer_size: 64 * 1024,
             shared_base: true,
             multiarch: false,
+            uncompressed: false,
             seed,
         }
     }
@@ -71,6 +75,14 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
 
 /// A gzip'd tar with one file of noise: a real layer, so any tool that sniffs it agrees.
 pub fn layer(seed: u64, size: usize) -> Vec<u8> {
+    let raw = tar_layer(seed, size);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    gz.finish().unwrap()
+}
+
+/// A plain tar with one file of noise.
+pub fn tar_layer(seed: u64, size: usize) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     let data = noise(seed, size);
     let mut h = tar::Header::new_gnu();
@@ -79,10 +91,7 @@ pub fn layer(seed: u64, size: usize) -> Vec<u8> {
     h.set_mtime(1_700_000_000);
     tar.append_data(&mut h, format!("data/{seed}.bin"), &data[..])
         .unwrap();
-    let raw = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &raw).unwrap();
-    gz.finish().unwrap()
+    tar.into_inner().unwrap()
 }
 
 fn put(dir: &Path, data: &[u8]) -> String {
@@ -102,7 +111,17 @@ fn desc(media_type: &str, digest: &str, size: usize) -> serde_json::Value {
 pub fn write_layout(dir: &Path, specs: &[ImageSpec]) -> Vec<SynthImage> {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let base = layer(0xBA5E, specs.first().map_or(1024, |s| s.layer_size));
+    let make = |spec: &ImageSpec, seed: u64| {
+        if spec.uncompressed {
+            (tar_layer(seed, spec.layer_size), OCI_LAYER_TAR)
+        } else {
+            (layer(seed, spec.layer_size), OCI_LAYER)
+        }
+    };
+    let (base, base_type) = match specs.first() {
+        Some(s) => make(s, 0xBA5E),
+        None => (layer(0xBA5E, 1024), OCI_LAYER),
+    };
     let base_digest = put(dir, &base);
     let mut out = Vec::new();
     let mut index_entries = Vec::new();
@@ -117,22 +136,19 @@ pub fn write_layout(dir: &Path, specs: &[ImageSpec]) -> Vec<SynthImage> {
         for (ai, arch) in arches.iter().enumerate() {
             let mut layers = Vec::new();
             if spec.shared_base {
-                layers.push((base_digest.clone(), base.len()));
+                layers.push((base_digest.clone(), base.len(), base_type));
                 blobs.push(base_digest.clone());
             }
             for l in 0..spec.layers {
-                let data = layer(
-                    spec.seed * 1000 + ai as u64 * 100 + l as u64,
-                    spec.layer_size,
-                );
+                let (data, media_type) = make(spec, spec.seed * 1000 + ai as u64 * 100 + l as u64);
                 let d = put(dir, &data);
                 blobs.push(d.clone());
-                layers.push((d, data.len()));
+                layers.push((d, data.len(), media_type));
             }
             let config = serde_json::json!({
                 "architecture": arch, "os": "linux",
                 "config": {"Labels": {"synth": spec.name}},
-                "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>()},
+                "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(d, _, _)| d.clone()).collect::<Vec<_>>()},
             });
             let config = serde_json::to_vec(&config).unwrap();
             let config_digest = put(dir, &config);
@@ -141,7 +157,7 @@ pub fn write_layout(dir: &Path, specs: &[ImageSpec]) -> Vec<SynthImage> {
                 "schemaVersion": 2,
                 "mediaType": OCI_MANIFEST,
                 "config": desc(OCI_CONFIG, &config_digest, config.len()),
-                "layers": layers.iter().map(|(d, s)| desc(OCI_LAYER, d, *s)).collect::<Vec<_>>(),
+                "layers": layers.iter().map(|(d, s, t)| desc(t, d, *s)).collect::<Vec<_>>(),
             });
             let manifest = serde_json::to_vec(&manifest).unwrap();
             let md = put(dir, &manifest);

@@ -1,0 +1,66 @@
+//! `kots-bundle export`: fetch an app's manifests and every image they need into one
+//! `.airgap` file.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::common::{runtime, RegistryArgs};
+use super::selection::{report_problems, SelectionArgs};
+use crate::archive::{Compression, ZstdOptions};
+use crate::cli::exit;
+use crate::export::{export, ExportOptions};
+use crate::registry::Client;
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The app's manifests: a directory, a .tar.gz/.tgz, an https:// URL of one, or
+    /// replicated://APP with --license-file.
+    pub upstream: String,
+    /// The archive to write (default: ./<app name>.airgap). Written only when complete.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// zstd (compact, seekable) or none (a plain tar that skopeo reads as oci-archive:).
+    #[arg(long, value_enum, default_value_t = Compression::Zstd)]
+    pub compression: Compression,
+    /// zstd level (1-19); layers are usually compressed already, so a low level is enough.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub zstd_level: i32,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub upstream_args: super::upstream::UpstreamArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
+    let rt = runtime()?;
+    let upstream = rt.block_on(args.upstream_args.load(&args.upstream))?;
+    let found = args.selection.select(&upstream.files)?;
+    report_problems(&found);
+    let images = found.references();
+    if images.is_empty() {
+        eprintln!("warning: no images found in {}", upstream.source);
+    }
+    args.registry.refuse_destination_credentials()?;
+    let client = Client::new(args.registry.source_options()?)?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.airgap", upstream.name)));
+    let opts = ExportOptions {
+        output: output.clone(),
+        compression: args.compression,
+        zstd: ZstdOptions {
+            level: args.zstd_level,
+            ..ZstdOptions::default()
+        },
+        platforms: args.registry.platform.clone(),
+        concurrency: args.registry.concurrency as usize,
+        quiet,
+    };
+    rt.block_on(export(&upstream, &images, client, &opts))
+        .with_context(|| format!("export to {} failed; nothing was written", output.display()))?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,119 @@
+//! `kots-bundle import`: push an archive's images to the private registry and write the
+//! deploy-ready app directory.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use super::common::{runtime, RegistryArgs};
+use crate::cli::exit;
+use crate::import::{import, Destination, ImportOptions};
+use crate::overlay::{PullSecret, WriteOptions};
+use crate::registry::Client;
+use crate::rewrite::Endpoint;
+
+/// Where images go: shared by `import` and `pull`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DestinationArgs {
+    /// The private registry, e.g. registry.example.com or registry.example.com:5000/prefix.
+    #[arg(long, value_name = "REGISTRY")]
+    pub registry_endpoint: String,
+    /// The registry namespace (project) for this app's images; omit for ECR-style
+    /// REGISTRY/<name>. Most registries need it created before the first push.
+    #[arg(long, value_name = "NS")]
+    pub image_namespace: Option<String>,
+    /// Keep each image's whole source path under the namespace (REGISTRY/NS/quay.io/org/name)
+    /// instead of only its last component; for Harbor, GCR and distribution.
+    #[arg(long)]
+    pub preserve_paths: bool,
+    /// Add imagePullSecrets with this (existing) secret name to every pod spec.
+    #[arg(long, value_name = "NAME")]
+    pub image_pull_secret: Option<String>,
+    /// Also write that secret, with the registry credentials given, into the overlay. The
+    /// only case where kots-bundle writes a credential to disk.
+    #[arg(long, requires = "image_pull_secret")]
+    pub write_pull_secret: bool,
+}
+
+impl DestinationArgs {
+    pub fn destination(&self) -> anyhow::Result<Destination> {
+        let endpoint = Endpoint::parse(&self.registry_endpoint)
+            .with_context(|| format!("--registry-endpoint {}", self.registry_endpoint))?;
+        Ok(Destination {
+            endpoint,
+            namespace: self.image_namespace.clone(),
+            preserve_paths: self.preserve_paths,
+        })
+    }
+
+    pub fn write_options(&self, creds: Option<&crate::registry::Credentials>, host: &str) -> anyhow::Result<WriteOptions> {
+        let write_pull_secret = if self.write_pull_secret {
+            let Some(c) = creds else {
+                bail!("--write-pull-secret needs --registry-username and --registry-password-stdin");
+            };
+            Some(PullSecret {
+                name: self.image_pull_secret.clone().expect("clap requires it"),
+                registry: host.to_string(),
+                username: c.username.clone(),
+                password: c.password.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(WriteOptions {
+            image_pull_secret: self.image_pull_secret.clone(),
+            write_pull_secret,
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The .airgap archive written by `kots-bundle export`.
+    pub archive: PathBuf,
+    #[command(flatten)]
+    pub destination: DestinationArgs,
+    /// The app directory to write or update (default: ./<app name>).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
+    let destination = args.destination.destination()?;
+    let host = destination.endpoint.registry.clone();
+    let options = args.registry.destination_options(&host)?;
+    let write = args
+        .destination
+        .write_options(options.credentials.as_ref().map(|(_, c)| c), &host)?;
+    let client = Client::new(options)?;
+    let opts = ImportOptions {
+        archive: args.archive.clone(),
+        destination,
+        app_dir: args.dest.clone(),
+        write,
+        concurrency: args.registry.concurrency as usize,
+        quiet,
+    };
+    let rt = runtime()?;
+    let summary = rt
+        .block_on(import(client, &opts))
+        .with_context(|| format!("import of {} failed", args.archive.display()))?;
+    if !quiet {
+        let r = &summary.report;
+        eprintln!(
+            "imported {} images ({} up to date); blobs: {} pushed, {} mounted, {} already present",
+            r.images_copied + r.images_up_to_date,
+            r.images_up_to_date,
+            r.blobs_copied,
+            r.blobs_mounted,
+            r.blobs_existed
+        );
+        eprintln!(
+            "deploy with: kubectl apply -k {}",
+            summary.app_dir.join("overlays/midstream").display()
+        );
+    }
+    Ok(exit::OK)
+}

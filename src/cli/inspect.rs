@@ -1,0 +1,37 @@
+//! `kots-bundle inspect`: what an archive holds, read from its head only.
+
+use std::path::PathBuf;
+
+use crate::archive::ArchiveReader;
+use crate::cli::exit;
+use crate::progress::human_bytes;
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// The .airgap archive.
+    pub archive: PathBuf,
+    /// Print the metadata document as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &InspectArgs) -> anyhow::Result<i32> {
+    let meta = ArchiveReader::read_metadata_only(&args.archive)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&meta)?);
+        return Ok(exit::OK);
+    }
+    println!("app:         {}", meta.app.name);
+    println!("version:     {}", meta.app.version.as_deref().unwrap_or("-"));
+    println!("source:      {}", meta.app.source);
+    println!("created:     {} by {} {}", meta.created, meta.tool.name, meta.tool.version);
+    println!("compression: {:?}", meta.compression);
+    println!("images:      {}", meta.images.len());
+    for i in &meta.images {
+        let platforms = if i.platforms.is_empty() { "-".to_string() } else { i.platforms.join(",") };
+        println!("  {}\n    digest {}  platforms {}  size {}", i.reference, i.digest, platforms, human_bytes(i.size));
+    }
+    println!("blobs:       {} ({} total, each stored once)", meta.blobs.len(), human_bytes(meta.total_size));
+    println!("manifests:   {} files", meta.upstream_files.len());
+    Ok(exit::OK)
+}

@@ -1,0 +1,111 @@
+//! `kots-bundle pull`: fetch an app and its images on a host that reaches both the internet
+//! and the private registry (the KOTS docs' single-host flow), or update a kept app directory.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use super::common::{runtime, RegistryArgs};
+use super::import::DestinationArgs;
+use super::selection::{report_problems, SelectionArgs};
+use crate::cli::exit;
+use crate::overlay::WriteOptions;
+use crate::pull::{default_app_dir, pull, PullOptions};
+use crate::registry::Client;
+
+#[derive(clap::Args, Debug)]
+pub struct PullArgs {
+    /// The app's manifests: a directory, a .tar.gz/.tgz, an https:// URL of one, or
+    /// replicated://APP with --license-file.
+    pub upstream: String,
+    /// Push the images to --registry-endpoint and rewrite the manifests to use them.
+    #[arg(long, requires = "registry_endpoint")]
+    pub rewrite_images: bool,
+    /// The private registry (with --rewrite-images).
+    #[arg(long, value_name = "REGISTRY")]
+    pub registry_endpoint: Option<String>,
+    /// The registry namespace for this app's images (see `import --help`).
+    #[arg(long, value_name = "NS")]
+    pub image_namespace: Option<String>,
+    /// Keep each image's whole source path under the namespace.
+    #[arg(long)]
+    pub preserve_paths: bool,
+    /// Add imagePullSecrets with this (existing) secret name to every pod spec.
+    #[arg(long, value_name = "NAME")]
+    pub image_pull_secret: Option<String>,
+    /// Also write that secret with the registry credentials given.
+    #[arg(long, requires = "image_pull_secret")]
+    pub write_pull_secret: bool,
+    /// The app directory (default: the current directory if it is one, else ./<app name>).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub upstream_args: super::upstream::UpstreamArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
+    let rt = runtime()?;
+    let upstream = rt.block_on(args.upstream_args.load(&args.upstream))?;
+    let found = args.selection.select(&upstream.files)?;
+    report_problems(&found);
+    let images = found.references();
+
+    let (destination, dest_client, write) = if args.rewrite_images {
+        let d = DestinationArgs {
+            registry_endpoint: args.registry_endpoint.clone().context("--registry-endpoint")?,
+            image_namespace: args.image_namespace.clone(),
+            preserve_paths: args.preserve_paths,
+            image_pull_secret: args.image_pull_secret.clone(),
+            write_pull_secret: args.write_pull_secret,
+        };
+        let destination = d.destination()?;
+        let host = destination.endpoint.registry.clone();
+        let options = args.registry.destination_options(&host)?;
+        let write = d.write_options(options.credentials.as_ref().map(|(_, c)| c), &host)?;
+        (Some(destination), Some(Client::new(options)?), write)
+    } else {
+        if args.registry_endpoint.is_some() {
+            bail!("--registry-endpoint has no effect without --rewrite-images");
+        }
+        args.registry.refuse_destination_credentials()?;
+        (None, None, WriteOptions::default())
+    };
+    let source_client = Client::new(args.registry.source_options()?)?;
+
+    let cwd = std::env::current_dir().context("current directory")?;
+    let app_dir = args
+        .dest
+        .clone()
+        .unwrap_or_else(|| default_app_dir(&cwd, &upstream.name));
+    let opts = PullOptions {
+        app_dir: app_dir.clone(),
+        destination,
+        write,
+        platforms: args.registry.platform.clone(),
+        concurrency: args.registry.concurrency as usize,
+        quiet,
+    };
+    let summary = rt.block_on(pull(&upstream, &images, source_client, dest_client, &opts))?;
+    if !quiet {
+        let f = &summary.fetched;
+        eprintln!(
+            "pulled {} images into {} ({} blobs fetched, {} already there)",
+            images.len(),
+            app_dir.join(crate::pull::IMAGES_DIR).display(),
+            f.blobs_copied,
+            f.blobs_existed
+        );
+        if let Some(p) = &summary.pushed {
+            eprintln!(
+                "pushed: {} blobs, {} mounted, {} already present; {} images up to date",
+                p.blobs_copied, p.blobs_mounted, p.blobs_existed, p.images_up_to_date
+            );
+        }
+        eprintln!("deploy with: kubectl apply -k {}", app_dir.join("overlays/midstream").display());
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,25 @@
+//! Flags for fetching an app's manifests.
+
+use std::path::PathBuf;
+
+use crate::upstream::{self, Upstream, UpstreamOptions};
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct UpstreamArgs {
+    /// KOTS license file, for replicated://APP.
+    #[arg(long, value_name = "FILE")]
+    pub license_file: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) when fetching https:// manifests or a release.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+}
+
+impl UpstreamArgs {
+    pub async fn load(&self, source: &str) -> anyhow::Result<Upstream> {
+        let opts = UpstreamOptions {
+            license_file: self.license_file.clone(),
+            ca_file: self.upstream_ca.clone(),
+        };
+        Ok(upstream::load(source, &opts).await?)
+    }
+}

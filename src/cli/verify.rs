@@ -1,0 +1,46 @@
+//! `kots-bundle verify`: check every blob of an archive against its digest, and the archive
+//! against its metadata.
+
+use std::path::PathBuf;
+
+use crate::archive::ArchiveReader;
+use crate::cli::exit;
+use crate::progress::human_bytes;
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// The .airgap archive.
+    pub archive: PathBuf,
+}
+
+pub fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<i32> {
+    let result = ArchiveReader::open(&args.archive).and_then(|r| {
+        let total = r.metadata().total_size;
+        let bar = crate::progress::Progress::new("verified", total, quiet);
+        let mut last = 0;
+        let summary = r.verify(|done| {
+            crate::copy::CopyObserver::bytes(&bar, done - last);
+            last = done;
+        });
+        bar.finish();
+        summary
+    });
+    match result {
+        Ok(s) => {
+            if !quiet {
+                println!(
+                    "OK {}: {} images, {} blobs, {} verified",
+                    args.archive.display(),
+                    s.images,
+                    s.blobs,
+                    human_bytes(s.bytes)
+                );
+            }
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(exit::CORRUPT)
+        }
+    }
+}

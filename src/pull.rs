@@ -1,0 +1,98 @@
+//! `pull`: the seed's single-host flow. The copy engine from the source registries into the
+//! app directory's OCI layout (`DIR/images`, so a re-run fetches no blob twice), then, with
+//! `--rewrite-images`, from that layout to the private registry, and the app directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::copy::{self, CopyJob, CopyReport, ResolvedImage};
+use crate::export::resolve_all;
+use crate::import::{preflight, push, state_for, Destination};
+use crate::layout::Layout;
+use crate::overlay::{self, WriteOptions};
+use crate::progress::Progress;
+use crate::reference::Reference;
+use crate::registry::transport::RegistrySource;
+use crate::registry::Client;
+use crate::upstream::Upstream;
+
+/// Where the app directory's kept images live.
+pub const IMAGES_DIR: &str = "images";
+
+pub struct PullOptions {
+    pub app_dir: PathBuf,
+    /// `Some` with `--rewrite-images`: push and rewrite.
+    pub destination: Option<Destination>,
+    pub write: WriteOptions,
+    /// `os/arch[/variant]` to keep of multi-arch images; empty keeps all.
+    pub platforms: Vec<String>,
+    pub concurrency: usize,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct PullSummary {
+    pub fetched: CopyReport,
+    pub pushed: Option<CopyReport>,
+}
+
+/// The directory a pull without `--dest` writes: the current directory when it already is
+/// an app directory (the seed's "cd ~/app && kots pull" update), else `./<app name>`.
+pub fn default_app_dir(cwd: &Path, app_name: &str) -> PathBuf {
+    if cwd.join(".kots-bundle/state.json").exists() {
+        cwd.to_path_buf()
+    } else {
+        cwd.join(app_name)
+    }
+}
+
+pub async fn pull(
+    upstream: &Upstream,
+    images: &[Reference],
+    source_client: Client,
+    dest_client: Option<Client>,
+    opts: &PullOptions,
+) -> anyhow::Result<PullSummary> {
+    let source = Arc::new(RegistrySource::new(source_client));
+    let resolved: Vec<ResolvedImage> = resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
+
+    let rewrites = match &opts.destination {
+        Some(d) => {
+            let rewrites = d.plan(images)?;
+            let client = dest_client.as_ref().context("a registry client for --rewrite-images")?;
+            preflight(client, &rewrites, opts.concurrency).await?;
+            rewrites
+        }
+        None => Vec::new(),
+    };
+
+    let images_dir = opts.app_dir.join(IMAGES_DIR);
+    let layout = Arc::new(
+        Layout::open_or_create(&images_dir).with_context(|| format!("opening {}", images_dir.display()))?,
+    );
+    let jobs: Vec<CopyJob> = resolved
+        .iter()
+        .map(|i| CopyJob {
+            image: i.clone(),
+            target: i.source.clone(),
+        })
+        .collect();
+    let total: u64 = resolved.iter().map(|i| i.size()).sum();
+    let progress = Arc::new(Progress::new("pulled", total, opts.quiet));
+    let fetched = copy::copy_images(source, layout.clone(), &jobs, progress.clone()).await?;
+    progress.finish();
+
+    let pushed = match (&opts.destination, &dest_client) {
+        (Some(_), Some(client)) => {
+            Some(push(layout.clone(), client, &resolved, &rewrites, opts.concurrency, opts.quiet).await?)
+        }
+        _ => None,
+    };
+
+    let state = state_for(upstream, &resolved, &rewrites);
+    overlay::write_app_dir(&opts.app_dir, upstream, &rewrites, &state, &opts.write)
+        .with_context(|| format!("writing the app directory {}", opts.app_dir.display()))?;
+    Ok(PullSummary { fetched, pushed })
+}

@@ -1,0 +1,124 @@
+//! The registry as a copy-engine end: [`RegistrySource`] (export, pull) and
+//! [`RegistryDest`] (import, pull), thin adapters over [`Client`].
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+
+use super::{BlobStream, Client};
+use crate::copy::{CopyError, Descriptor, ImageDestination, ImageSource, Manifest};
+use crate::digest::Digest;
+use crate::reference::Reference;
+
+pub struct RegistrySource {
+    client: Client,
+}
+
+impl RegistrySource {
+    pub fn new(client: Client) -> Self {
+        RegistrySource { client }
+    }
+}
+
+#[async_trait]
+impl ImageSource for RegistrySource {
+    async fn manifest(&self, image: &Reference, reference: &str) -> Result<Manifest, CopyError> {
+        let m = self
+            .client
+            .get_manifest(image.registry(), image.repository(), reference)
+            .await?;
+        Ok(Manifest {
+            bytes: m.bytes,
+            media_type: m.media_type,
+            digest: m.digest,
+        })
+    }
+
+    fn blob(&self, image: &Reference, desc: &Descriptor) -> BlobStream {
+        let client = self.client.clone();
+        let (registry, repository) = (image.registry().to_string(), image.repository().to_string());
+        let (digest, size) = (desc.digest.clone(), desc.size);
+        // Lazy: nothing is requested until the destination starts reading.
+        let fetch = async move {
+            client
+                .get_blob(&registry, &repository, &digest, size)
+                .await
+                .map_err(|e| std::io::Error::other(e))
+        };
+        Box::pin(futures_util::stream::once(fetch).try_flatten())
+    }
+}
+
+pub struct RegistryDest {
+    client: Client,
+    concurrency: usize,
+}
+
+impl RegistryDest {
+    pub fn new(client: Client, concurrency: usize) -> Self {
+        RegistryDest { client, concurrency }
+    }
+}
+
+#[async_trait]
+impl ImageDestination for RegistryDest {
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    async fn has_blob(&self, target: &Reference, desc: &Descriptor) -> Result<bool, CopyError> {
+        Ok(self
+            .client
+            .blob_exists(target.registry(), target.repository(), &desc.digest)
+            .await?)
+    }
+
+    async fn mount_blob(&self, target: &Reference, desc: &Descriptor, from: &Reference) -> Result<bool, CopyError> {
+        if from.registry() != target.registry() || from.repository() == target.repository() {
+            return Ok(false);
+        }
+        Ok(self
+            .client
+            .mount_blob(target.registry(), target.repository(), &desc.digest, from.repository())
+            .await?)
+    }
+
+    async fn put_blob(
+        &self,
+        target: &Reference,
+        desc: &Descriptor,
+        open: &(dyn Fn() -> BlobStream + Send + Sync),
+    ) -> Result<(), CopyError> {
+        Ok(self
+            .client
+            .put_blob(target.registry(), target.repository(), &desc.digest, desc.size, open)
+            .await?)
+    }
+
+    async fn has_manifest(&self, target: &Reference, reference: &str, digest: &Digest) -> Result<bool, CopyError> {
+        let found = self
+            .client
+            .head_manifest(target.registry(), target.repository(), reference)
+            .await?;
+        Ok(found.as_ref() == Some(digest))
+    }
+
+    async fn put_manifest(&self, target: &Reference, reference: &str, manifest: &Manifest) -> Result<(), CopyError> {
+        let pushed = self
+            .client
+            .put_manifest(
+                target.registry(),
+                target.repository(),
+                reference,
+                &manifest.media_type,
+                manifest.bytes.clone(),
+            )
+            .await?;
+        if pushed != manifest.digest {
+            return Err(CopyError::Image {
+                image: target.to_string(),
+                why: format!("registry stored the manifest as {pushed}, expected {}", manifest.digest),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,260 @@
+//! `kots-bundle import` end to end: an exported app pushed to a TLS + htpasswd registry, the
+//! app directory rendered by kubectl 1.32 and 1.20, digests checked with skopeo, re-import
+//! and update behaviour, and failures that must leave nothing half done.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::app::{app_dir, bin, ok, Source};
+use common::synth::{self, ImageSpec};
+use common::TestRegistry;
+
+const USER: &str = "importer";
+const PASS: &str = "s3cret-Pa55word";
+
+fn export(src: &Source, app: &Path, out: &Path) {
+    ok(
+        bin()
+            .arg("export")
+            .arg(app)
+            .arg("-o")
+            .arg(out)
+            .args(["--registry-mirror", &src.mirror()])
+            .output()
+            .unwrap(),
+        "export",
+    );
+}
+
+fn import(dest: &TestRegistry, archive: &Path, dir: &Path, password: &str, extra: &[&str]) -> Output {
+    let mut child = bin()
+        .arg("import")
+        .arg(archive)
+        .args(["--registry-endpoint", &dest.addr, "--image-namespace", "myapp"])
+        .args(["--registry-username", USER, "--registry-password-stdin"])
+        .arg("--registry-ca")
+        .arg(dest.ca_pem.as_ref().expect("TLS registry"))
+        .arg("--dest")
+        .arg(dir)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// kubectl binaries to render with: the installed one (kustomize v5) and 1.20 (kustomize 2.0.3).
+fn kubectls() -> Vec<PathBuf> {
+    let old = std::env::var_os("KUBECTL_1_20")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/kubectl-1.20/usr/bin/kubectl"));
+    assert!(
+        old.exists(),
+        "kubectl 1.20 not found at {}: run scripts/install-kubectl-1.20 (scripts/test does)",
+        old.display()
+    );
+    vec![PathBuf::from("kubectl"), old]
+}
+
+/// Every `image:` value in the rendered output.
+fn rendered_images(kubectl: &Path, dir: &Path) -> Vec<String> {
+    let out = ok(
+        Command::new(kubectl).arg("kustomize").arg(dir).output().unwrap(),
+        &format!("{} kustomize {}", kubectl.display(), dir.display()),
+    );
+    let mut images: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("image: "))
+        .map(|s| s.trim_matches('"').to_string())
+        .collect();
+    images.sort();
+    images.dedup();
+    images
+}
+
+fn count_writes(reg: &TestRegistry) -> usize {
+    reg.log()
+        .lines()
+        .filter(|l| l.contains("response completed") && (l.contains("http.request.method=PUT") || l.contains("http.request.method=PATCH")))
+        .count()
+}
+
+fn skopeo_digest(dest: &TestRegistry, r: &str) -> String {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--creds", &format!("{USER}:{PASS}")])
+        .arg(format!("docker://{}/{r}", dest.addr))
+        .output()
+        .unwrap();
+    synth::sha256(ok(out, r).as_bytes())
+}
+
+struct World {
+    src: Source,
+    dest: TestRegistry,
+    work: tempfile::TempDir,
+    archive: PathBuf,
+}
+
+fn world() -> World {
+    let src = Source::start(Source::default_specs());
+    let dest = TestRegistry::start_tls_htpasswd(USER, PASS);
+    let app = app_dir(&src);
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("app.airgap");
+    export(&src, app.path(), &archive);
+    World {
+        src,
+        dest,
+        work,
+        archive,
+    }
+}
+
+#[test]
+fn import_pushes_everything_and_the_overlay_renders_on_old_and_new_kubectl() {
+    let w = world();
+    let dir = w.work.path().join("app");
+    let out = import(&w.dest, &w.archive, &dir, PASS, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(PASS), "the password never appears in output");
+
+    let a = w.src.image("a:v1").digest.clone();
+    let expected = {
+        let mut v = vec![
+            format!("{}/myapp/a@{a}", w.dest.addr),
+            format!("{}/myapp/b:v1", w.dest.addr),
+            format!("{}/myapp/multi:1", w.dest.addr),
+        ];
+        v.sort();
+        v
+    };
+    for kubectl in kubectls() {
+        assert_eq!(
+            rendered_images(&kubectl, &dir.join("overlays/midstream")),
+            expected,
+            "{}",
+            kubectl.display()
+        );
+        assert_eq!(rendered_images(&kubectl, &dir.join("overlays/downstream")), expected);
+    }
+
+    // What was pushed is byte for byte the source: same manifest digests (index included).
+    assert_eq!(skopeo_digest(&w.dest, "myapp/multi:1"), w.src.image("multi:1").digest);
+    assert_eq!(skopeo_digest(&w.dest, &format!("myapp/a@{a}")), a);
+    assert_eq!(skopeo_digest(&w.dest, "myapp/b:v1"), w.src.image("b:v1").digest);
+    assert!(dir.join("upstream/app.yaml").exists());
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".kots-bundle/state.json")).unwrap()).unwrap();
+    assert_eq!(state["images"].as_array().unwrap().len(), 3);
+    for entry in walk(&dir) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(!text.contains(PASS), "{} holds the password", entry.display());
+    }
+
+    // A second import pushes nothing.
+    let before = count_writes(&w.dest);
+    let out = import(&w.dest, &w.archive, &dir, PASS, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(count_writes(&w.dest), before, "re-import wrote to the registry");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn update_keeps_operator_edits_and_pushes_only_the_new_image() {
+    let mut w = world();
+    let dir = w.work.path().join("app");
+    let out = import(&w.dest, &w.archive, &dir, PASS, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The operator's edits: an extra key in midstream, their own downstream overlay.
+    let mid = dir.join("overlays/midstream/kustomization.yaml");
+    let mut text = std::fs::read_to_string(&mid).unwrap();
+    text.push_str("commonLabels:\n  team: payments\n");
+    std::fs::write(&mid, &text).unwrap();
+    let down = dir.join("overlays/downstream/kustomization.yaml");
+    let down_text = std::fs::read_to_string(&down).unwrap() + "# operator note\n";
+    std::fs::write(&down, &down_text).unwrap();
+
+    // Version 2 of the app moves b to a new image.
+    w.src.add(ImageSpec::new("b:v2", 33));
+    let app2 = tempfile::tempdir().unwrap();
+    let a = w.src.image("a:v1").digest.clone();
+    std::fs::write(
+        app2.path().join("app.yaml"),
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app}}\nspec:\n  template:\n    spec:\n      initContainers:\n      - {{name: init, image: \"quay.io/org/a@{a}\"}}\n      containers:\n      - {{name: m, image: quay.io/org/multi:1}}\n      - {{name: b, image: quay.io/org/b:v2}}\n"
+        ),
+    )
+    .unwrap();
+    let archive2 = w.work.path().join("app-v2.airgap");
+    export(&w.src, app2.path(), &archive2);
+
+    let before = count_writes(&w.dest);
+    let out = import(&w.dest, &archive2, &dir, PASS, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let writes = count_writes(&w.dest) - before;
+    // b:v2 has its own layer, config and manifest; the shared base and everything else exist.
+    assert!(writes > 0 && writes <= 4, "only the new image is pushed, saw {writes} writes");
+
+    let mid_after = std::fs::read_to_string(&mid).unwrap();
+    assert!(mid_after.contains("commonLabels"), "operator key kept:\n{mid_after}");
+    assert_eq!(std::fs::read_to_string(&down).unwrap(), down_text, "downstream untouched");
+    let rendered = rendered_images(Path::new("kubectl"), &dir.join("overlays/downstream"));
+    assert!(rendered.contains(&format!("{}/myapp/b:v2", w.dest.addr)), "{rendered:?}");
+    assert!(!rendered.iter().any(|i| i.ends_with("b:v1")), "{rendered:?}");
+    let upstream = std::fs::read_to_string(dir.join("upstream/app.yaml")).unwrap();
+    assert!(upstream.contains("b:v2"));
+}
+
+#[test]
+fn wrong_password_fails_before_any_push() {
+    let w = world();
+    let dir = w.work.path().join("app");
+    let wrong = "not-the-password";
+    let out = import(&w.dest, &w.archive, &dir, wrong, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.to_lowercase().contains("credentials"), "says what is wrong: {stderr}");
+    assert!(stderr.contains(&w.dest.addr), "names the registry: {stderr}");
+    assert!(!stderr.contains(wrong), "never echoes the password: {stderr}");
+    assert_eq!(count_writes(&w.dest), 0, "nothing pushed");
+    assert!(!dir.exists(), "no app directory written");
+}
+
+#[test]
+fn an_import_failing_midway_writes_no_overlay() {
+    let w = world();
+    // Corrupt the last blob's content in a copy of the archive: some images push, one fails.
+    let bad = w.work.path().join("bad.airgap");
+    let mut data = std::fs::read(&w.archive).unwrap();
+    let n = data.len();
+    // The last entries of a zstd bundle are blobs; flipping inside the last data frame breaks one.
+    data[n * 9 / 10] ^= 0x5a;
+    std::fs::write(&bad, data).unwrap();
+    let dir = w.work.path().join("app");
+    let out = import(&w.dest, &bad, &dir, PASS, &[]);
+    assert!(!out.status.success(), "a corrupt blob must fail the import");
+    assert!(
+        !dir.join("overlays/midstream").exists(),
+        "no overlay may point at images that were never pushed"
+    );
+}
