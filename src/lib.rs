@@ -17,4 +17,5 @@ pub mod overlay;
 pub mod progress;
 pub mod reference;
 pub mod registry;
+pub mod rewrite;
 pub mod upstream;
