@@ -73,7 +73,9 @@ impl Endpoint {
         };
         let s = s.trim_end_matches('/');
         if s.contains(['?', '#', '@']) || s.chars().any(char::is_whitespace) {
-            return Err(bad("give host[:port][/path], without credentials, query or spaces"));
+            return Err(bad(
+                "give host[:port][/path], without credentials, query or spaces",
+            ));
         }
         let (host, prefix) = match s.split_once('/') {
             Some((h, p)) => (h, Some(p)),
@@ -95,7 +97,9 @@ impl Endpoint {
             None => format!("{host}/x"),
         };
         let parsed = Reference::parse(&probe).map_err(|e| bad(&e.why))?;
-        if parsed.registry() != host && !(host == "index.docker.io" && parsed.registry() == "docker.io") {
+        if parsed.registry() != host
+            && !(host == "index.docker.io" && parsed.registry() == "docker.io")
+        {
             return Err(bad("host is not a valid registry host[:port]"));
         }
         Ok(Endpoint {
@@ -121,7 +125,9 @@ pub fn validate_namespace(namespace: &str) -> Result<(), RewriteError> {
         why,
     };
     if namespace.is_empty() {
-        return Err(bad("empty; omit --image-namespace for registries without namespaces (ECR)".into()));
+        return Err(bad(
+            "empty; omit --image-namespace for registries without namespaces (ECR)".into(),
+        ));
     }
     if namespace.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(bad("must be lowercase".into()));
@@ -159,7 +165,10 @@ pub fn plan(
     let mut out = Vec::with_capacity(sorted.len());
     for source in sorted {
         let mut repo = String::new();
-        for part in [endpoint.prefix.as_deref(), namespace].into_iter().flatten() {
+        for part in [endpoint.prefix.as_deref(), namespace]
+            .into_iter()
+            .flatten()
+        {
             repo.push_str(part);
             repo.push('/');
         }
@@ -184,12 +193,17 @@ pub fn plan(
                 claimed.insert(target_name.clone(), source.name());
             }
         }
-        let target = Reference::new(&endpoint.registry, &repo, source.tag(), source.digest().cloned())
-            .map_err(|e| RewriteError::Target {
-                source_ref: source.to_string(),
-                target: target_name.clone(),
-                why: e.why,
-            })?;
+        let target = Reference::new(
+            &endpoint.registry,
+            &repo,
+            source.tag(),
+            source.digest().cloned(),
+        )
+        .map_err(|e| RewriteError::Target {
+            source_ref: source.to_string(),
+            target: target_name.clone(),
+            why: e.why,
+        })?;
         out.push(ImageRewrite {
             source: source.clone(),
             target,
@@ -220,13 +234,31 @@ mod tests {
     fn endpoint_forms() {
         assert_eq!(
             ep("https://registry.somebigbank.com"),
-            Endpoint { registry: "registry.somebigbank.com".into(), prefix: None }
+            Endpoint {
+                registry: "registry.somebigbank.com".into(),
+                prefix: None
+            }
         );
-        assert_eq!(ep("host.local:5000/"), Endpoint { registry: "host.local:5000".into(), prefix: None });
-        assert_eq!(ep("localhost:5000"), Endpoint { registry: "localhost:5000".into(), prefix: None });
+        assert_eq!(
+            ep("host.local:5000/"),
+            Endpoint {
+                registry: "host.local:5000".into(),
+                prefix: None
+            }
+        );
+        assert_eq!(
+            ep("localhost:5000"),
+            Endpoint {
+                registry: "localhost:5000".into(),
+                prefix: None
+            }
+        );
         assert_eq!(
             ep("http://reg.example.com/ns1/team"),
-            Endpoint { registry: "reg.example.com".into(), prefix: Some("ns1/team".into()) }
+            Endpoint {
+                registry: "reg.example.com".into(),
+                prefix: Some("ns1/team".into())
+            }
         );
         assert_eq!(ep("reg.example.com/ns1").to_string(), "reg.example.com/ns1");
     }
@@ -252,7 +284,13 @@ mod tests {
     fn namespace_validation() {
         validate_namespace("app").unwrap();
         validate_namespace("team/app-1").unwrap();
-        for (ns, why) in [("App", "lowercase"), ("a b", "whitespace"), ("/a", "start or end"), ("", "empty"), ("a..b", "component")] {
+        for (ns, why) in [
+            ("App", "lowercase"),
+            ("a b", "whitespace"),
+            ("/a", "start or end"),
+            ("", "empty"),
+            ("a..b", "component"),
+        ] {
             let e = validate_namespace(ns).unwrap_err().to_string();
             assert!(e.contains(why), "{ns}: {e}");
         }
@@ -268,46 +306,103 @@ mod tests {
             r(&format!("ghcr.io/x/z@{d}")),
         ];
         let plan = plan(&sources, &ep("https://reg.local"), Some("app"), false).unwrap();
-        let got: BTreeMap<String, String> =
-            plan.iter().map(|p| (p.source.to_string(), p.target.to_string())).collect();
-        assert_eq!(got["docker.io/library/nginx:1.25"], "reg.local/app/nginx:1.25");
+        let got: BTreeMap<String, String> = plan
+            .iter()
+            .map(|p| (p.source.to_string(), p.target.to_string()))
+            .collect();
+        assert_eq!(
+            got["docker.io/library/nginx:1.25"],
+            "reg.local/app/nginx:1.25"
+        );
         assert_eq!(got["quay.io/org/sub/app:2"], "reg.local/app/app:2");
-        assert_eq!(got[&format!("ghcr.io/x/y:1@{d}")], format!("reg.local/app/y:1@{d}"));
-        assert_eq!(got[&format!("ghcr.io/x/z@{d}")], format!("reg.local/app/z@{d}"));
+        assert_eq!(
+            got[&format!("ghcr.io/x/y:1@{d}")],
+            format!("reg.local/app/y:1@{d}")
+        );
+        assert_eq!(
+            got[&format!("ghcr.io/x/z@{d}")],
+            format!("reg.local/app/z@{d}")
+        );
     }
 
     #[test]
     fn no_namespace_and_prefix() {
-        let p = plan(&[r("quay.io/org/app:2")], &ep("123.dkr.ecr.us-east-1.amazonaws.com"), None, false).unwrap();
-        assert_eq!(p[0].target.to_string(), "123.dkr.ecr.us-east-1.amazonaws.com/app:2");
-        let p = plan(&[r("quay.io/org/app:2")], &ep("reg.local/pre"), Some("ns"), false).unwrap();
+        let p = plan(
+            &[r("quay.io/org/app:2")],
+            &ep("123.dkr.ecr.us-east-1.amazonaws.com"),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            p[0].target.to_string(),
+            "123.dkr.ecr.us-east-1.amazonaws.com/app:2"
+        );
+        let p = plan(
+            &[r("quay.io/org/app:2")],
+            &ep("reg.local/pre"),
+            Some("ns"),
+            false,
+        )
+        .unwrap();
         assert_eq!(p[0].target.to_string(), "reg.local/pre/ns/app:2");
     }
 
     #[test]
     fn same_name_different_tags_is_fine_and_duplicates_collapse() {
-        let p = plan(&[r("nginx:1"), r("nginx:2"), r("docker.io/library/nginx:1")], &ep("reg.local"), Some("ns"), false)
-            .unwrap();
+        let p = plan(
+            &[r("nginx:1"), r("nginx:2"), r("docker.io/library/nginx:1")],
+            &ep("reg.local"),
+            Some("ns"),
+            false,
+        )
+        .unwrap();
         assert_eq!(p.len(), 2);
     }
 
     #[test]
     fn collision_names_both_and_suggests_preserve_paths() {
         let sources = [r("quay.io/a/app:1"), r("ghcr.io/b/app:1")];
-        let e = plan(&sources, &ep("reg.local"), Some("ns"), false).unwrap_err().to_string();
-        assert!(e.contains("quay.io/a/app") && e.contains("ghcr.io/b/app"), "{e}");
-        assert!(e.contains("reg.local/ns/app") && e.contains("--preserve-paths"), "{e}");
+        let e = plan(&sources, &ep("reg.local"), Some("ns"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("quay.io/a/app") && e.contains("ghcr.io/b/app"),
+            "{e}"
+        );
+        assert!(
+            e.contains("reg.local/ns/app") && e.contains("--preserve-paths"),
+            "{e}"
+        );
 
         let p = plan(&sources, &ep("reg.local"), Some("ns"), true).unwrap();
         let targets: Vec<String> = p.iter().map(|p| p.target.to_string()).collect();
-        assert_eq!(targets, ["reg.local/ns/ghcr.io/b/app:1", "reg.local/ns/quay.io/a/app:1"]);
+        assert_eq!(
+            targets,
+            [
+                "reg.local/ns/ghcr.io/b/app:1",
+                "reg.local/ns/quay.io/a/app:1"
+            ]
+        );
     }
 
     #[test]
     fn preserve_paths_keeps_registry_and_port() {
-        let p = plan(&[r("localhost:5000/a/b:1"), r("nginx")], &ep("reg.local"), None, true).unwrap();
+        let p = plan(
+            &[r("localhost:5000/a/b:1"), r("nginx")],
+            &ep("reg.local"),
+            None,
+            true,
+        )
+        .unwrap();
         let targets: Vec<String> = p.iter().map(|p| p.target.to_string()).collect();
-        assert_eq!(targets, ["reg.local/docker.io/library/nginx:latest", "reg.local/localhost_5000/a/b:1"]);
+        assert_eq!(
+            targets,
+            [
+                "reg.local/docker.io/library/nginx:latest",
+                "reg.local/localhost_5000/a/b:1"
+            ]
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use crate::upstream::Upstream;
 
 /// apiVersion groups that configure KOTS or troubleshoot; a cluster has no use for them
 /// (and usually no CRDs for them either).
-const NON_DEPLOYABLE_GROUPS: &[&str] = &["kots.io", "troubleshoot.sh", "troubleshoot.replicated.com"];
+const NON_DEPLOYABLE_GROUPS: &[&str] =
+    &["kots.io", "troubleshoot.sh", "troubleshoot.replicated.com"];
 
 /// Names kustomize takes as its own configuration; a resource file may not use them at the
 /// base's root.
@@ -97,7 +98,9 @@ fn select_file(path: &str, text: &str) -> Option<BaseFile> {
                             kept_raw.push(s);
                             objects.push(obj);
                         }
-                        Err(e) => tracing::warn!(file = %path, error = %e, "cannot re-serialize list item"),
+                        Err(e) => {
+                            tracing::warn!(file = %path, error = %e, "cannot re-serialize list item")
+                        }
                     }
                 }
             }
@@ -134,7 +137,11 @@ fn select_file(path: &str, text: &str) -> Option<BaseFile> {
     } else {
         path.to_string()
     };
-    Some(BaseFile { path, data, objects })
+    Some(BaseFile {
+        path,
+        data,
+        objects,
+    })
 }
 
 /// Splits YAML text at document markers (`---` at column 0, `...` ends a document),
@@ -193,7 +200,9 @@ fn deployable(path: &str, v: &Value) -> Option<BaseObject> {
     let api_version = str_at(v, &["apiVersion"])?;
     let kind = str_at(v, &["kind"])?;
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    if NON_DEPLOYABLE_GROUPS.iter().any(|g| group == *g || group.ends_with(&format!(".{g}")))
+    if NON_DEPLOYABLE_GROUPS
+        .iter()
+        .any(|g| group == *g || group.ends_with(&format!(".{g}")))
         || group == "kustomize.config.k8s.io"
     {
         tracing::debug!(file = %path, kind, "KOTS/troubleshoot/kustomize kind; left out of base");
@@ -226,13 +235,16 @@ fn walk(v: &Value, pointer: &mut String, obj: &mut BaseObject) {
             if let Some(Value::Sequence(_)) = m.get("containers") {
                 // A pod spec: the object's own `/spec` for a Pod, or any `.../template/spec`
                 // (workloads and CRDs that embed pod templates).
-                let is_pod_spec = (obj.kind == "Pod" && pointer == "/spec") || pointer.ends_with("/template/spec");
+                let is_pod_spec = (obj.kind == "Pod" && pointer == "/spec")
+                    || pointer.ends_with("/template/spec");
                 if is_pod_spec {
                     let pull_secrets = m.get("imagePullSecrets").map(|s| {
                         s.as_sequence()
                             .map(|seq| {
                                 seq.iter()
-                                    .filter_map(|e| e.get("name").and_then(Value::as_str).map(str::to_string))
+                                    .filter_map(|e| {
+                                        e.get("name").and_then(Value::as_str).map(str::to_string)
+                                    })
                                     .collect()
                             })
                             .unwrap_or_default()
@@ -290,7 +302,10 @@ mod tests {
     #[test]
     fn splits_documents_verbatim() {
         let text = "# lead\na: 1\n---\nb: 2\r\n--- # c\nc: 3\n...\n---\n--- {d: 4}\n";
-        assert_eq!(split_documents(text), vec!["# lead\na: 1\n", "b: 2\r\n", "c: 3\n", "{d: 4}\n"]);
+        assert_eq!(
+            split_documents(text),
+            vec!["# lead\na: 1\n", "b: 2\r\n", "c: 3\n", "{d: 4}\n"]
+        );
     }
 
     #[test]
@@ -299,8 +314,15 @@ mod tests {
                     apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n---\nfoo: bar\n";
         let f = select_file("x.yaml", text).unwrap();
         assert_eq!(f.objects.len(), 1);
-        assert_eq!(String::from_utf8(f.data).unwrap(), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n");
-        assert!(select_file("y.yaml", "apiVersion: troubleshoot.sh/v1beta2\nkind: Preflight\nmetadata: {name: p}\n").is_none());
+        assert_eq!(
+            String::from_utf8(f.data).unwrap(),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n"
+        );
+        assert!(select_file(
+            "y.yaml",
+            "apiVersion: troubleshoot.sh/v1beta2\nkind: Preflight\nmetadata: {name: p}\n"
+        )
+        .is_none());
         assert!(select_file("z.yaml", "just: values\n").is_none());
     }
 
@@ -309,11 +331,24 @@ mod tests {
         let text = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: cj}\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          imagePullSecrets: [{name: old}]\n          initContainers: [{name: i, image: busybox}]\n          containers: [{name: a, image: nginx}]\n";
         let f = select_file("cj.yaml", text).unwrap();
         let o = &f.objects[0];
-        let ptrs: Vec<_> = o.images.iter().map(|i| (i.pointer.as_str(), i.image.as_str())).collect();
-        assert!(ptrs.contains(&("/spec/jobTemplate/spec/template/spec/initContainers/0/image", "busybox")));
-        assert!(ptrs.contains(&("/spec/jobTemplate/spec/template/spec/containers/0/image", "nginx")));
+        let ptrs: Vec<_> = o
+            .images
+            .iter()
+            .map(|i| (i.pointer.as_str(), i.image.as_str()))
+            .collect();
+        assert!(ptrs.contains(&(
+            "/spec/jobTemplate/spec/template/spec/initContainers/0/image",
+            "busybox"
+        )));
+        assert!(ptrs.contains(&(
+            "/spec/jobTemplate/spec/template/spec/containers/0/image",
+            "nginx"
+        )));
         assert_eq!(o.pod_specs.len(), 1);
-        assert_eq!(o.pod_specs[0].pointer, "/spec/jobTemplate/spec/template/spec");
+        assert_eq!(
+            o.pod_specs[0].pointer,
+            "/spec/jobTemplate/spec/template/spec"
+        );
         assert_eq!(o.pod_specs[0].pull_secrets, Some(vec!["old".to_string()]));
     }
 
@@ -328,7 +363,11 @@ mod tests {
 
     #[test]
     fn renames_kustomization_clash() {
-        let f = select_file("kustomization.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n").unwrap();
+        let f = select_file(
+            "kustomization.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n",
+        )
+        .unwrap();
         assert_eq!(f.path, "resource-kustomization.yaml");
     }
 }

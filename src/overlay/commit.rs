@@ -128,7 +128,9 @@ impl Transaction {
                 }
                 Some(Fault::CrashAt(n)) if n == i => {
                     let _ = self.guard.take().map(tempfile::TempDir::keep);
-                    return Err(io("injected crash at", &self.dir)(std::io::Error::other("test")));
+                    return Err(io("injected crash at", &self.dir)(std::io::Error::other(
+                        "test",
+                    )));
                 }
                 _ => {}
             }
@@ -166,7 +168,8 @@ fn rollback(dir: &Path, staging: &Path, swaps: &[Swap]) -> Result<(), OverlayErr
         let old = staging.join("old").join(i.to_string());
         if std::fs::symlink_metadata(&staged).is_err() && std::fs::symlink_metadata(&live).is_ok() {
             std::fs::create_dir_all(&discard).map_err(io("creating", &discard))?;
-            std::fs::rename(&live, discard.join(i.to_string())).map_err(io("rolling back", &live))?;
+            std::fs::rename(&live, discard.join(i.to_string()))
+                .map_err(io("rolling back", &live))?;
         }
         if std::fs::symlink_metadata(&old).is_ok() {
             std::fs::rename(&old, &live).map_err(io("restoring", &live))?;
@@ -193,8 +196,11 @@ pub(crate) fn recover(dir: &Path) -> Result<(), OverlayError> {
             let journal = staging.join(JOURNAL);
             match std::fs::read(&journal) {
                 Ok(data) => {
-                    let swaps: Vec<Swap> = serde_json::from_slice(&data)
-                        .map_err(|source| OverlayError::State { path: journal.clone(), source })?;
+                    let swaps: Vec<Swap> =
+                        serde_json::from_slice(&data).map_err(|source| OverlayError::State {
+                            path: journal.clone(),
+                            source,
+                        })?;
                     tracing::warn!(dir = %dir.display(), "rolling back an interrupted write");
                     rollback(dir, &staging, &swaps)?;
                 }

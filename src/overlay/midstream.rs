@@ -24,7 +24,8 @@ pub(crate) const BASE_REF: &str = "../../base";
 pub(crate) const PULL_SECRET_FILE: &str = "pull-secret.yaml";
 
 const API_VERSION: &str = "kustomize.config.k8s.io/v1beta1";
-const HEADER: &str = "# Written by kots-bundle. On update it rewrites `bases: ../../base`, `images`, and the\n\
+const HEADER: &str =
+    "# Written by kots-bundle. On update it rewrites `bases: ../../base`, `images`, and the\n\
 # entries that point into kots-bundle/; every other key is kept. Put your own changes in\n\
 # overlays/downstream, which kots-bundle never touches.\n";
 
@@ -72,7 +73,8 @@ pub(crate) fn build(
     secret: Option<&PullSecret>,
     existing: Option<&str>,
 ) -> Result<Midstream, String> {
-    let by_name: HashMap<String, &ImageRewrite> = rewrites.iter().map(|r| (r.source.name(), r)).collect();
+    let by_name: HashMap<String, &ImageRewrite> =
+        rewrites.iter().map(|r| (r.source.name(), r)).collect();
 
     // (kind, name) pairs that occur more than once need a namespace in their patch target.
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
@@ -87,7 +89,9 @@ pub(crate) fn build(
         let mut ops = Vec::new();
         for site in &obj.images {
             match target_for(&site.image, &by_name) {
-                Some(t) if t != site.image => ops.push(op("replace", site.pointer.clone(), t.into())),
+                Some(t) if t != site.image => {
+                    ops.push(op("replace", site.pointer.clone(), t.into()))
+                }
                 Some(_) => {}
                 None => tracing::warn!(
                     image = %site.image, kind = %obj.kind, name = %obj.name,
@@ -97,10 +101,15 @@ pub(crate) fn build(
         }
         for spec in &obj.pod_specs {
             for name in pull_secret_names {
-                let entry = Value::Mapping(Mapping::from_iter([("name".into(), name.as_str().into())]));
+                let entry =
+                    Value::Mapping(Mapping::from_iter([("name".into(), name.as_str().into())]));
                 match &spec.pull_secrets {
                     Some(have) if have.contains(name) => {}
-                    Some(_) => ops.push(op("add", format!("{}/imagePullSecrets/-", spec.pointer), entry)),
+                    Some(_) => ops.push(op(
+                        "add",
+                        format!("{}/imagePullSecrets/-", spec.pointer),
+                        entry,
+                    )),
                     None => ops.push(op(
                         "add",
                         format!("{}/imagePullSecrets", spec.pointer),
@@ -108,7 +117,6 @@ pub(crate) fn build(
                     )),
                 }
             }
-            // Later names append to the list the first one created.
         }
         let ops = fix_pull_secret_adds(ops);
         if ops.is_empty() {
@@ -117,18 +125,29 @@ pub(crate) fn build(
         let file = unique_file_name(obj, &mut used_names);
         let text = serde_yaml_ng::to_string(&ops).map_err(|e| e.to_string())?;
         files.push((file.clone(), text.into_bytes(), false));
-        patch_entries.push(patch_entry(obj, &file, seen[&(obj.kind.clone(), obj.name.clone())] > 1));
+        patch_entries.push(patch_entry(
+            obj,
+            &file,
+            seen[&(obj.kind.clone(), obj.name.clone())] > 1,
+        ));
     }
 
     let mut extra_resources = Vec::new();
     if let Some(s) = secret {
-        files.push((PULL_SECRET_FILE.to_string(), pull_secret_yaml(s).into_bytes(), true));
+        files.push((
+            PULL_SECRET_FILE.to_string(),
+            pull_secret_yaml(s).into_bytes(),
+            true,
+        ));
         extra_resources.push(format!("{GENERATED_DIR}/{PULL_SECRET_FILE}"));
     }
 
     let images = images_entries(rewrites);
     let kustomization = merge(existing, &images, &patch_entries, &extra_resources)?;
-    Ok(Midstream { kustomization, files })
+    Ok(Midstream {
+        kustomization,
+        files,
+    })
 }
 
 /// When several pull secrets go to a spec without `imagePullSecrets`, only the first may
@@ -136,12 +155,11 @@ pub(crate) fn build(
 fn fix_pull_secret_adds(mut ops: Vec<PatchOp>) -> Vec<PatchOp> {
     let mut created = BTreeSet::new();
     for o in ops.iter_mut() {
-        if o.op == "add" && o.path.ends_with("/imagePullSecrets") {
-            if !created.insert(o.path.clone()) {
-                o.path.push_str("/-");
-                if let Value::Sequence(s) = &mut o.value {
-                    o.value = s.pop().unwrap_or(Value::Null);
-                }
+        if o.op == "add" && o.path.ends_with("/imagePullSecrets") && !created.insert(o.path.clone())
+        {
+            o.path.push_str("/-");
+            if let Value::Sequence(s) = &mut o.value {
+                o.value = s.pop().unwrap_or(Value::Null);
             }
         }
     }
@@ -153,7 +171,11 @@ fn fix_pull_secret_adds(mut ops: Vec<PatchOp>) -> Vec<PatchOp> {
 fn target_for(image: &str, by_name: &HashMap<String, &ImageRewrite>) -> Option<String> {
     let parsed = Reference::parse(image).ok()?;
     let rewrite = by_name.get(&parsed.name())?;
-    Some(format!("{}{}", rewrite.target.name(), &image[name_end(image)..]))
+    Some(format!(
+        "{}{}",
+        rewrite.target.name(),
+        &image[name_end(image)..]
+    ))
 }
 
 /// Where the name part of an image string ends (at its `:tag` or `@digest`).
@@ -167,7 +189,11 @@ fn name_end(image: &str) -> usize {
 }
 
 fn unique_file_name(obj: &BaseObject, used: &mut BTreeSet<String>) -> String {
-    let mut stem = format!("{}-{}", obj.kind.to_ascii_lowercase(), crate::upstream::sanitize_name(&obj.name));
+    let mut stem = format!(
+        "{}-{}",
+        obj.kind.to_ascii_lowercase(),
+        crate::upstream::sanitize_name(&obj.name)
+    );
     if let Some(ns) = &obj.namespace {
         stem.push('-');
         stem.push_str(&crate::upstream::sanitize_name(ns));
@@ -212,7 +238,9 @@ fn images_entries(rewrites: &[ImageRewrite]) -> Vec<Value> {
     let mut by_spelling: BTreeMap<String, String> = BTreeMap::new();
     for r in rewrites {
         for spelling in r.source.familiar_names() {
-            by_spelling.entry(spelling).or_insert_with(|| r.target.name());
+            by_spelling
+                .entry(spelling)
+                .or_insert_with(|| r.target.name());
         }
     }
     by_spelling
@@ -227,19 +255,29 @@ fn images_entries(rewrites: &[ImageRewrite]) -> Vec<Value> {
 }
 
 fn is_ours(entry: &Value) -> bool {
-    let path = entry.as_str().or_else(|| entry.get("path").and_then(Value::as_str));
-    path.is_some_and(|p| p.trim_start_matches("./").starts_with(&format!("{GENERATED_DIR}/")))
+    let path = entry
+        .as_str()
+        .or_else(|| entry.get("path").and_then(Value::as_str));
+    path.is_some_and(|p| {
+        p.trim_start_matches("./")
+            .starts_with(&format!("{GENERATED_DIR}/"))
+    })
 }
 
 fn is_base_ref(entry: &Value) -> bool {
-    entry
-        .as_str()
-        .is_some_and(|s| s.trim_end_matches('/') == BASE_REF || s.trim_end_matches('/') == "./../../base")
+    entry.as_str().is_some_and(|s| {
+        s.trim_end_matches('/') == BASE_REF || s.trim_end_matches('/') == "./../../base"
+    })
 }
 
 /// Replaces kots-bundle's keys in the operator's kustomization, keeping every other key
 /// (and the order of keys).
-fn merge(existing: Option<&str>, images: &[Value], patches: &[Value], resources: &[String]) -> Result<String, String> {
+fn merge(
+    existing: Option<&str>,
+    images: &[Value],
+    patches: &[Value],
+    resources: &[String],
+) -> Result<String, String> {
     let mut m = match existing {
         Some(text) => match serde_yaml_ng::from_str::<Value>(text).map_err(|e| e.to_string())? {
             Value::Mapping(m) => m,
@@ -270,7 +308,10 @@ fn merge(existing: Option<&str>, images: &[Value], patches: &[Value], resources:
         }
     };
 
-    let mut bases: Vec<Value> = list(&m, "bases")?.into_iter().filter(|e| !is_base_ref(e)).collect();
+    let mut bases: Vec<Value> = list(&m, "bases")?
+        .into_iter()
+        .filter(|e| !is_base_ref(e))
+        .collect();
     bases.insert(0, BASE_REF.into());
     set(&mut m, "bases", bases, true);
 
@@ -283,7 +324,10 @@ fn merge(existing: Option<&str>, images: &[Value], patches: &[Value], resources:
 
     set(&mut m, "images", images.to_vec(), false);
 
-    let mut json: Vec<Value> = list(&m, "patchesJson6902")?.into_iter().filter(|e| !is_ours(e)).collect();
+    let mut json: Vec<Value> = list(&m, "patchesJson6902")?
+        .into_iter()
+        .filter(|e| !is_ours(e))
+        .collect();
     json.extend(patches.iter().cloned());
     set(&mut m, "patchesJson6902", json, false);
 
@@ -311,7 +355,10 @@ fn pull_secret_yaml(s: &PullSecret) -> String {
         }
     });
     let mut data = Mapping::new();
-    data.insert(".dockerconfigjson".into(), b64(config.to_string().as_bytes()).into());
+    data.insert(
+        ".dockerconfigjson".into(),
+        b64(config.to_string().as_bytes()).into(),
+    );
     let mut meta = Mapping::new();
     meta.insert("name".into(), s.name.as_str().into());
     let mut m = Mapping::new();
@@ -347,8 +394,14 @@ mod tests {
                         - {target: {version: v1, kind: Pod, name: q}, path: own.yaml}\n";
         let out = merge(Some(existing), &[], &[], &[]).unwrap();
         let v: Value = serde_yaml_ng::from_str(&out).unwrap();
-        assert_eq!(v["bases"], serde_yaml_ng::from_str::<Value>("[../../base]").unwrap());
-        assert_eq!(v["resources"], serde_yaml_ng::from_str::<Value>("[extra.yaml]").unwrap());
+        assert_eq!(
+            v["bases"],
+            serde_yaml_ng::from_str::<Value>("[../../base]").unwrap()
+        );
+        assert_eq!(
+            v["resources"],
+            serde_yaml_ng::from_str::<Value>("[extra.yaml]").unwrap()
+        );
         assert_eq!(v["namespace"], Value::from("prod"));
         assert_eq!(v["commonLabels"]["team"], Value::from("a"));
         assert!(v.get("images").is_none());
@@ -360,6 +413,8 @@ mod tests {
     #[test]
     fn merge_rejects_non_mapping() {
         assert!(merge(Some("- a\n"), &[], &[], &[]).is_err());
-        assert!(merge(Some("resources: 3\n"), &[], &[], &[]).unwrap_err().contains("resources"));
+        assert!(merge(Some("resources: 3\n"), &[], &[], &[])
+            .unwrap_err()
+            .contains("resources"));
     }
 }

@@ -95,7 +95,11 @@ pub enum OverlayError {
 
 pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OverlayError {
     let path = path.to_path_buf();
-    move |source| OverlayError::Io { action, path, source }
+    move |source| OverlayError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// Reads `.kots-bundle/state.json`; `None` when DIR has none (a new directory).
@@ -127,7 +131,9 @@ pub fn write_app_dir(
 
     let previous = read_state(dir)?;
     if previous.is_none() && (dir.join("upstream").exists() || dir.join("base").exists()) {
-        return Err(OverlayError::NotOurs { dir: dir.to_path_buf() });
+        return Err(OverlayError::NotOurs {
+            dir: dir.to_path_buf(),
+        });
     }
 
     let base_files = base::select(upstream);
@@ -157,19 +163,29 @@ pub fn write_app_dir(
         opts.write_pull_secret.as_ref(),
         existing.as_deref(),
     )
-    .map_err(|why| OverlayError::Midstream { path: mid_k.clone(), why })?;
+    .map_err(|why| OverlayError::Midstream {
+        path: mid_k.clone(),
+        why,
+    })?;
 
     let mut tx = commit::Transaction::begin(dir)?;
     for f in &upstream.files {
-        let rel = crate::upstream::safe_relative_path(&f.path)
-            .ok_or_else(|| OverlayError::UnsafePath { path: f.path.clone() })?;
+        let rel = crate::upstream::safe_relative_path(&f.path).ok_or_else(|| {
+            OverlayError::UnsafePath {
+                path: f.path.clone(),
+            }
+        })?;
         tx.write(&format!("upstream/{rel}"), &f.data, false)?;
     }
     tx.mkdir("upstream")?;
     for f in &base_files {
         tx.write(&format!("base/{}", f.path), &f.data, false)?;
     }
-    tx.write("base/kustomization.yaml", midstream::base_kustomization(&base_files).as_bytes(), false)?;
+    tx.write(
+        "base/kustomization.yaml",
+        midstream::base_kustomization(&base_files).as_bytes(),
+        false,
+    )?;
     tx.replace("upstream", "upstream");
     tx.replace("base", "base");
 
@@ -178,18 +194,32 @@ pub fn write_app_dir(
     for (name, data, secret) in &mid.files {
         tx.write(&format!("midstream/generated/{name}"), data, *secret)?;
     }
-    tx.write("midstream/kustomization.yaml", mid.kustomization.as_bytes(), false)?;
+    tx.write(
+        "midstream/kustomization.yaml",
+        mid.kustomization.as_bytes(),
+        false,
+    )?;
     if mid_dir.is_dir() {
         tx.replace("midstream/generated", &generated);
-        tx.replace("midstream/kustomization.yaml", "overlays/midstream/kustomization.yaml");
+        tx.replace(
+            "midstream/kustomization.yaml",
+            "overlays/midstream/kustomization.yaml",
+        );
     } else {
-        tx.rename_within("midstream/generated", &format!("midstream/{}", midstream::GENERATED_DIR))?;
+        tx.rename_within(
+            "midstream/generated",
+            &format!("midstream/{}", midstream::GENERATED_DIR),
+        )?;
         tx.replace("midstream", "overlays/midstream");
     }
 
     // Created once; its existence in any form means the operator owns it.
     if std::fs::symlink_metadata(dir.join("overlays").join("downstream")).is_err() {
-        tx.write("downstream/kustomization.yaml", midstream::downstream_kustomization().as_bytes(), false)?;
+        tx.write(
+            "downstream/kustomization.yaml",
+            midstream::downstream_kustomization().as_bytes(),
+            false,
+        )?;
         tx.replace("downstream", "overlays/downstream");
     }
 

@@ -43,8 +43,20 @@ fn state(version: &str) -> State {
 
 fn write(dir: &Path, version: &str, extra: bool) -> Result<(), OverlayError> {
     let src = Reference::parse(&format!("nginx:{version}")).unwrap();
-    let rewrites = plan(&[src], &Endpoint::parse("reg.local").unwrap(), Some("ns"), false).unwrap();
-    write_app_dir(dir, &upstream(version, extra), &rewrites, &state(version), &WriteOptions::default())
+    let rewrites = plan(
+        &[src],
+        &Endpoint::parse("reg.local").unwrap(),
+        Some("ns"),
+        false,
+    )
+    .unwrap();
+    write_app_dir(
+        dir,
+        &upstream(version, extra),
+        &rewrites,
+        &state(version),
+        &WriteOptions::default(),
+    )
 }
 
 /// Every file under `dir` except staging leftovers, with its contents.
@@ -54,7 +66,12 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .map(Result::unwrap)
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             (rel, std::fs::read(e.path()).unwrap())
         })
         .collect()
@@ -63,7 +80,13 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn staging_left(dir: &Path) -> usize {
     std::fs::read_dir(dir.join(META_DIR))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("staging-"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("staging-")
+        })
         .count()
 }
 
@@ -88,7 +111,10 @@ fn failure_at_any_swap_leaves_previous_directory() {
     write(&dir, "2", false).unwrap();
     let after = snapshot(&dir);
     assert!(!after.contains_key("upstream/extra.yaml"));
-    assert_eq!(read_state(&dir).unwrap().unwrap().version.as_deref(), Some("2"));
+    assert_eq!(
+        read_state(&dir).unwrap().unwrap().version.as_deref(),
+        Some("2")
+    );
 }
 
 #[test]
