@@ -20,4 +20,5 @@ pub mod progress;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod rewrite;
 pub mod upstream;
