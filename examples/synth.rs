@@ -10,7 +10,8 @@ mod synth;
 fn main() {
     let mut args = std::env::args().skip(1);
     let out = args.next().expect("usage: synth OUT_DIR [options]");
-    let (mut images, mut layers, mut layer_kib, mut names, mut multiarch) = (4usize, 3usize, 1024usize, Vec::new(), false);
+    let (mut images, mut layers, mut layer_kib, mut names, mut multiarch) =
+        (4usize, 3usize, 1024usize, Vec::new(), false);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
         match a.as_str() {

@@ -201,7 +201,11 @@ pub async fn resolve(
             .map_err(|e| image_err(image, format!("unreadable index: {e}")))?;
         let platform_of = |d: &oci_spec::image::Descriptor| {
             d.platform().as_ref().map(|p| {
-                platform_string(p.os().to_string(), p.architecture().to_string(), p.variant().clone())
+                platform_string(
+                    p.os().to_string(),
+                    p.architecture().to_string(),
+                    p.variant().clone(),
+                )
             })
         };
         let filter = !platforms.is_empty() && image.digest().is_none();
@@ -213,14 +217,20 @@ pub async fn resolve(
             .iter()
             .filter(|d| {
                 !filter
-                    || platform_of(d).is_some_and(|have| platforms.iter().any(|want| platform_matches(want, &have)))
+                    || platform_of(d).is_some_and(|have| {
+                        platforms.iter().any(|want| platform_matches(want, &have))
+                    })
             })
             .collect();
         if kept.is_empty() {
             let have: Vec<String> = index.manifests().iter().filter_map(platform_of).collect();
             return Err(image_err(
                 image,
-                format!("has none of the platforms {}; it has {}", platforms.join(", "), have.join(", ")),
+                format!(
+                    "has none of the platforms {}; it has {}",
+                    platforms.join(", "),
+                    have.join(", ")
+                ),
             ));
         }
         if kept.len() < index.manifests().len() {
@@ -308,7 +318,10 @@ fn collect_blobs(
 
 /// `linux/arm64` matches `linux/arm64/v8`; `linux/arm/v7` matches only itself.
 fn platform_matches(want: &str, have: &str) -> bool {
-    want == have || have.strip_prefix(want).is_some_and(|rest| rest.starts_with('/'))
+    want == have
+        || have
+            .strip_prefix(want)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The same index JSON with only the kept manifests (all other fields untouched).

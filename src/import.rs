@@ -31,7 +31,12 @@ pub struct Destination {
 
 impl Destination {
     pub fn plan(&self, sources: &[Reference]) -> Result<Vec<ImageRewrite>, rewrite::RewriteError> {
-        rewrite::plan(sources, &self.endpoint, self.namespace.as_deref(), self.preserve_paths)
+        rewrite::plan(
+            sources,
+            &self.endpoint,
+            self.namespace.as_deref(),
+            self.preserve_paths,
+        )
     }
 }
 
@@ -52,10 +57,19 @@ pub struct ImportSummary {
 
 /// Checks, before anything moves, that every destination repository accepts pushes.
 /// Distinct repositories are checked because ECR needs each to exist.
-pub async fn preflight(client: &Client, rewrites: &[ImageRewrite], concurrency: usize) -> anyhow::Result<()> {
+pub async fn preflight(
+    client: &Client,
+    rewrites: &[ImageRewrite],
+    concurrency: usize,
+) -> anyhow::Result<()> {
     let mut repos: Vec<(String, String)> = rewrites
         .iter()
-        .map(|r| (r.target.registry().to_string(), r.target.repository().to_string()))
+        .map(|r| {
+            (
+                r.target.registry().to_string(),
+                r.target.repository().to_string(),
+            )
+        })
         .collect();
     repos.sort();
     repos.dedup();
@@ -102,7 +116,11 @@ pub async fn push(
 }
 
 /// The state record of what was pushed.
-pub fn state_for(upstream: &Upstream, images: &[ResolvedImage], rewrites: &[ImageRewrite]) -> State {
+pub fn state_for(
+    upstream: &Upstream,
+    images: &[ResolvedImage],
+    rewrites: &[ImageRewrite],
+) -> State {
     State {
         app: upstream.name.clone(),
         version: upstream.version.clone(),
@@ -139,7 +157,15 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
     for r in &sources {
         images.push(copy::resolve(&*source, r, &[]).await?);
     }
-    let report = push(source, &client, &images, &rewrites, opts.concurrency, opts.quiet).await?;
+    let report = push(
+        source,
+        &client,
+        &images,
+        &rewrites,
+        opts.concurrency,
+        opts.quiet,
+    )
+    .await?;
 
     let r = reader.clone();
     let files = tokio::task::spawn_blocking(move || r.upstream_files())

@@ -98,7 +98,10 @@ impl CopyObserver for Progress {
         } else if job.target == job.image.source {
             self.println(&format!("{} {}", self.verb, job.image.source));
         } else {
-            self.println(&format!("{} {} -> {}", self.verb, job.image.source, job.target));
+            self.println(&format!(
+                "{} {} -> {}",
+                self.verb, job.image.source, job.target
+            ));
         }
     }
 }

@@ -56,12 +56,15 @@ pub async fn pull(
     opts: &PullOptions,
 ) -> anyhow::Result<PullSummary> {
     let source = Arc::new(RegistrySource::new(source_client));
-    let resolved: Vec<ResolvedImage> = resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
+    let resolved: Vec<ResolvedImage> =
+        resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
 
     let rewrites = match &opts.destination {
         Some(d) => {
             let rewrites = d.plan(images)?;
-            let client = dest_client.as_ref().context("a registry client for --rewrite-images")?;
+            let client = dest_client
+                .as_ref()
+                .context("a registry client for --rewrite-images")?;
             preflight(client, &rewrites, opts.concurrency).await?;
             rewrites
         }
@@ -70,7 +73,8 @@ pub async fn pull(
 
     let images_dir = opts.app_dir.join(IMAGES_DIR);
     let layout = Arc::new(
-        Layout::open_or_create(&images_dir).with_context(|| format!("opening {}", images_dir.display()))?,
+        Layout::open_or_create(&images_dir)
+            .with_context(|| format!("opening {}", images_dir.display()))?,
     );
     let jobs: Vec<CopyJob> = resolved
         .iter()
@@ -85,9 +89,17 @@ pub async fn pull(
     progress.finish();
 
     let pushed = match (&opts.destination, &dest_client) {
-        (Some(_), Some(client)) => {
-            Some(push(layout.clone(), client, &resolved, &rewrites, opts.concurrency, opts.quiet).await?)
-        }
+        (Some(_), Some(client)) => Some(
+            push(
+                layout.clone(),
+                client,
+                &resolved,
+                &rewrites,
+                opts.concurrency,
+                opts.quiet,
+            )
+            .await?,
+        ),
         _ => None,
     };
 

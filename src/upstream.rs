@@ -117,7 +117,9 @@ fn finish_remote(
         .to_string();
     Ok(Upstream {
         source: source.to_string(),
-        name: name.or(app_name).unwrap_or_else(|| sanitize_name(&fallback)),
+        name: name
+            .or(app_name)
+            .unwrap_or_else(|| sanitize_name(&fallback)),
         version: version.or(app_version),
         files,
     })
@@ -134,14 +136,17 @@ async fn fetch(
         why,
     };
     if !url.starts_with("https://") && !is_loopback_http(url) {
-        return Err(err("plain http is accepted only from localhost; use https://".into()));
+        return Err(err(
+            "plain http is accepted only from localhost; use https://".into(),
+        ));
     }
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("kots-bundle/", env!("CARGO_PKG_VERSION")))
         // A redirect could downgrade to http or leave for another host with our license.
         .redirect(reqwest::redirect::Policy::none());
     if let Some(ca) = &opts.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| err(format!("reading --upstream-ca {}: {e}", ca.display())))?;
+        let pem = std::fs::read(ca)
+            .map_err(|e| err(format!("reading --upstream-ca {}: {e}", ca.display())))?;
         let cert = reqwest::Certificate::from_pem(&pem)
             .map_err(|e| err(format!("--upstream-ca {}: {e}", ca.display())))?;
         builder = builder.add_root_certificate(cert);
@@ -176,7 +181,10 @@ fn is_loopback_http(url: &str) -> bool {
         return false;
     };
     u.scheme() == "http"
-        && matches!(u.host_str(), Some("localhost") | Some("127.0.0.1") | Some("[::1]"))
+        && matches!(
+            u.host_str(),
+            Some("localhost") | Some("127.0.0.1") | Some("[::1]")
+        )
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {
@@ -206,14 +214,16 @@ impl License {
             why,
         };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
+        let v: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
         if v.get("kind").and_then(|k| k.as_str()) != Some("License") {
             return Err(bad("not a KOTS license (kind: License)".into()));
         }
         let spec = v.get("spec").ok_or_else(|| bad("no spec".into()))?;
         let field = |k: &str| spec.get(k).and_then(|x| x.as_str()).map(str::to_string);
         Ok(License {
-            license_id: field("licenseID").ok_or_else(|| bad("spec.licenseID is missing".into()))?,
+            license_id: field("licenseID")
+                .ok_or_else(|| bad("spec.licenseID is missing".into()))?,
             app_slug: field("appSlug").ok_or_else(|| bad("spec.appSlug is missing".into()))?,
             endpoint: field("endpoint").unwrap_or_else(|| "https://replicated.app".into()),
             channel: field("channelName"),
@@ -221,11 +231,18 @@ impl License {
     }
 }
 
-async fn load_replicated(source: &str, app: &str, opts: &UpstreamOptions) -> Result<Upstream, UpstreamError> {
-    let license_path = opts.license_file.as_ref().ok_or_else(|| UpstreamError::Source {
-        source_ref: source.to_string(),
-        why: "replicated:// needs --license-file".into(),
-    })?;
+async fn load_replicated(
+    source: &str,
+    app: &str,
+    opts: &UpstreamOptions,
+) -> Result<Upstream, UpstreamError> {
+    let license_path = opts
+        .license_file
+        .as_ref()
+        .ok_or_else(|| UpstreamError::Source {
+            source_ref: source.to_string(),
+            why: "replicated:// needs --license-file".into(),
+        })?;
     let license = License::load(license_path)?;
     let app = app.trim_end_matches('/');
     if !app.is_empty() && app != license.app_slug {
@@ -235,7 +252,11 @@ async fn load_replicated(source: &str, app: &str, opts: &UpstreamOptions) -> Res
         });
     }
     let endpoint = std::env::var("REPLICATED_APP_ENDPOINT").unwrap_or(license.endpoint.clone());
-    let url = format!("{}/release/{}", endpoint.trim_end_matches('/'), license.app_slug);
+    let url = format!(
+        "{}/release/{}",
+        endpoint.trim_end_matches('/'),
+        license.app_slug
+    );
     let (body, headers) = fetch(&url, opts, Some((&license.license_id, &license.license_id)))
         .await
         .map_err(|e| match e {
@@ -250,7 +271,12 @@ async fn load_replicated(source: &str, app: &str, opts: &UpstreamOptions) -> Res
         .get("X-Replicated-VersionLabel")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    finish_remote(source, files, Some(sanitize_name(&license.app_slug)), version)
+    finish_remote(
+        source,
+        files,
+        Some(sanitize_name(&license.app_slug)),
+        version,
+    )
 }
 
 /// Reads a local directory or tarball.

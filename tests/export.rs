@@ -33,9 +33,18 @@ fn skopeo_raw_digest(r: &str) -> String {
 
 fn refs(src: &Source) -> Vec<(String, String)> {
     vec![
-        ("quay.io/org/multi:1".to_string(), src.image("multi:1").digest.clone()),
-        (format!("quay.io/org/a@{}", src.image("a:v1").digest), src.image("a:v1").digest.clone()),
-        ("quay.io/org/b:v1".to_string(), src.image("b:v1").digest.clone()),
+        (
+            "quay.io/org/multi:1".to_string(),
+            src.image("multi:1").digest.clone(),
+        ),
+        (
+            format!("quay.io/org/a@{}", src.image("a:v1").digest),
+            src.image("a:v1").digest.clone(),
+        ),
+        (
+            "quay.io/org/b:v1".to_string(),
+            src.image("b:v1").digest.clone(),
+        ),
     ]
 }
 
@@ -45,7 +54,10 @@ fn uncompressed_export_is_an_oci_archive_skopeo_reads() {
     let app = app_dir(&src);
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("app.airgap");
-    ok(export(&src, app.path(), &out, &["--compression", "none"]), "export");
+    ok(
+        export(&src, app.path(), &out, &["--compression", "none"]),
+        "export",
+    );
     for (r, digest) in refs(&src) {
         // The source registry's digest, as skopeo sees it there...
         let source_digest = skopeo_raw_digest(&format!("docker://{}/{}", src.reg.addr, r));
@@ -94,14 +106,33 @@ fn zstd_export_unpacks_to_a_layout_with_each_blob_once() {
     }
     // The shared base layer is stored once although three images (four manifests) use it.
     let base = src.images[0].shared_base.clone().unwrap();
-    let listing = ok(Command::new("tar").arg("--zstd").arg("-tf").arg(&out).output().unwrap(), "tar -t");
+    let listing = ok(
+        Command::new("tar")
+            .arg("--zstd")
+            .arg("-tf")
+            .arg(&out)
+            .output()
+            .unwrap(),
+        "tar -t",
+    );
     let hex = &base["sha256:".len()..];
-    assert_eq!(listing.lines().filter(|l| l.ends_with(hex)).count(), 1, "{listing}");
+    assert_eq!(
+        listing.lines().filter(|l| l.ends_with(hex)).count(),
+        1,
+        "{listing}"
+    );
     assert_eq!(listing.lines().next(), Some("kots-bundle.json"));
     assert!(unpacked.path().join("upstream/app.yaml").exists());
 
     // inspect reads the head; verify checks everything.
-    let json = ok(bin().args(["inspect", "--json"]).arg(&out).output().unwrap(), "inspect");
+    let json = ok(
+        bin()
+            .args(["inspect", "--json"])
+            .arg(&out)
+            .output()
+            .unwrap(),
+        "inspect",
+    );
     let meta: serde_json::Value = serde_json::from_str(&json).unwrap();
     let images = meta["images"].as_array().unwrap();
     assert_eq!(images.len(), 3);
@@ -109,7 +140,10 @@ fn zstd_export_unpacks_to_a_layout_with_each_blob_once() {
         .iter()
         .find(|i| i["reference"] == "quay.io/org/multi:1")
         .unwrap();
-    assert_eq!(multi["platforms"], serde_json::json!(["linux/amd64", "linux/arm64"]));
+    assert_eq!(
+        multi["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
     assert_eq!(multi["digest"], src.image("multi:1").digest.as_str());
     let text = ok(bin().arg("inspect").arg(&out).output().unwrap(), "inspect");
     assert!(text.contains("quay.io/org/b:v1"), "{text}");
@@ -123,12 +157,18 @@ fn verify_exits_3_naming_a_flipped_blob() {
     let app = app_dir(&src);
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("app.airgap");
-    ok(export(&src, app.path(), &out, &["--compression", "none"]), "export");
+    ok(
+        export(&src, app.path(), &out, &["--compression", "none"]),
+        "export",
+    );
     // Flip one byte inside the base layer's data (found by its position in the plain tar).
     let data = std::fs::read(&out).unwrap();
     let base = src.images[0].shared_base.clone().unwrap();
     let hex = &base["sha256:".len()..];
-    let at = data.windows(hex.len()).position(|w| w == hex.as_bytes()).unwrap();
+    let at = data
+        .windows(hex.len())
+        .position(|w| w == hex.as_bytes())
+        .unwrap();
     let mut bad = data.clone();
     bad[(at / 512 + 1) * 512 + 100] ^= 0xff;
     std::fs::write(&out, bad).unwrap();
@@ -152,8 +192,14 @@ fn failed_export_leaves_nothing_behind() {
     let res = export(&src, app.path(), &out, &[]);
     assert!(!res.status.success());
     let err = String::from_utf8_lossy(&res.stderr);
-    assert!(err.contains("quay.io/org/missing"), "names the image: {err}");
-    let left: Vec<PathBuf> = std::fs::read_dir(out_dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(
+        err.contains("quay.io/org/missing"),
+        "names the image: {err}"
+    );
+    let left: Vec<PathBuf> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert!(left.is_empty(), "nothing written: {left:?}");
 }
 
@@ -194,7 +240,10 @@ fn export_memory_is_flat_with_a_200_mib_layer() {
         .parse()
         .unwrap();
     eprintln!("export of a 200 MiB layer: peak RSS {} MiB", kib / 1024);
-    assert!(kib < 100 * 1024, "peak RSS {kib} KiB must stay well under the 200 MiB layer");
+    assert!(
+        kib < 100 * 1024,
+        "peak RSS {kib} KiB must stay well under the 200 MiB layer"
+    );
 }
 
 #[test]
@@ -204,10 +253,22 @@ fn platform_flag_keeps_fewer_platforms_of_an_index() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("app.airgap");
     ok(
-        export(&src, app.path(), &out, &["--platform", "linux/arm64", "--compression", "none"]),
+        export(
+            &src,
+            app.path(),
+            &out,
+            &["--platform", "linux/arm64", "--compression", "none"],
+        ),
         "export --platform",
     );
-    let json = ok(bin().args(["inspect", "--json"]).arg(&out).output().unwrap(), "inspect");
+    let json = ok(
+        bin()
+            .args(["inspect", "--json"])
+            .arg(&out)
+            .output()
+            .unwrap(),
+        "inspect",
+    );
     let meta: serde_json::Value = serde_json::from_str(&json).unwrap();
     let multi = meta["images"]
         .as_array()
@@ -217,7 +278,11 @@ fn platform_flag_keeps_fewer_platforms_of_an_index() {
         .unwrap()
         .clone();
     assert_eq!(multi["platforms"], serde_json::json!(["linux/arm64"]));
-    assert_ne!(multi["digest"], src.image("multi:1").digest.as_str(), "a narrowed index is a new index");
+    assert_ne!(
+        multi["digest"],
+        src.image("multi:1").digest.as_str(),
+        "a narrowed index is a new index"
+    );
     // skopeo reads the narrowed index and copies its one platform.
     let dest = tempfile::tempdir().unwrap();
     ok(

@@ -29,11 +29,22 @@ fn export(src: &Source, app: &Path, out: &Path) {
     );
 }
 
-fn import(dest: &TestRegistry, archive: &Path, dir: &Path, password: &str, extra: &[&str]) -> Output {
+fn import(
+    dest: &TestRegistry,
+    archive: &Path,
+    dir: &Path,
+    password: &str,
+    extra: &[&str],
+) -> Output {
     let mut child = bin()
         .arg("import")
         .arg(archive)
-        .args(["--registry-endpoint", &dest.addr, "--image-namespace", "myapp"])
+        .args([
+            "--registry-endpoint",
+            &dest.addr,
+            "--image-namespace",
+            "myapp",
+        ])
         .args(["--registry-username", USER, "--registry-password-stdin"])
         .arg("--registry-ca")
         .arg(dest.ca_pem.as_ref().expect("TLS registry"))
@@ -45,7 +56,12 @@ fn import(dest: &TestRegistry, archive: &Path, dir: &Path, password: &str, extra
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -65,7 +81,11 @@ fn kubectls() -> Vec<PathBuf> {
 /// Every `image:` value in the rendered output.
 fn rendered_images(kubectl: &Path, dir: &Path) -> Vec<String> {
     let out = ok(
-        Command::new(kubectl).arg("kustomize").arg(dir).output().unwrap(),
+        Command::new(kubectl)
+            .arg("kustomize")
+            .arg(dir)
+            .output()
+            .unwrap(),
         &format!("{} kustomize {}", kubectl.display(), dir.display()),
     );
     let mut images: Vec<String> = out
@@ -81,13 +101,23 @@ fn rendered_images(kubectl: &Path, dir: &Path) -> Vec<String> {
 fn count_writes(reg: &TestRegistry) -> usize {
     reg.log()
         .lines()
-        .filter(|l| l.contains("response completed") && (l.contains("http.request.method=PUT") || l.contains("http.request.method=PATCH")))
+        .filter(|l| {
+            l.contains("response completed")
+                && (l.contains("http.request.method=PUT")
+                    || l.contains("http.request.method=PATCH"))
+        })
         .count()
 }
 
 fn skopeo_digest(dest: &TestRegistry, r: &str) -> String {
     let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", "--creds", &format!("{USER}:{PASS}")])
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &format!("{USER}:{PASS}"),
+        ])
         .arg(format!("docker://{}/{r}", dest.addr))
         .output()
         .unwrap();
@@ -123,7 +153,10 @@ fn import_pushes_everything_and_the_overlay_renders_on_old_and_new_kubectl() {
     let out = import(&w.dest, &w.archive, &dir, PASS, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains(PASS), "the password never appears in output");
+    assert!(
+        !stderr.contains(PASS),
+        "the password never appears in output"
+    );
 
     let a = w.src.image("a:v1").digest.clone();
     let expected = {
@@ -142,27 +175,49 @@ fn import_pushes_everything_and_the_overlay_renders_on_old_and_new_kubectl() {
             "{}",
             kubectl.display()
         );
-        assert_eq!(rendered_images(&kubectl, &dir.join("overlays/downstream")), expected);
+        assert_eq!(
+            rendered_images(&kubectl, &dir.join("overlays/downstream")),
+            expected
+        );
     }
 
     // What was pushed is byte for byte the source: same manifest digests (index included).
-    assert_eq!(skopeo_digest(&w.dest, "myapp/multi:1"), w.src.image("multi:1").digest);
+    assert_eq!(
+        skopeo_digest(&w.dest, "myapp/multi:1"),
+        w.src.image("multi:1").digest
+    );
     assert_eq!(skopeo_digest(&w.dest, &format!("myapp/a@{a}")), a);
-    assert_eq!(skopeo_digest(&w.dest, "myapp/b:v1"), w.src.image("b:v1").digest);
+    assert_eq!(
+        skopeo_digest(&w.dest, "myapp/b:v1"),
+        w.src.image("b:v1").digest
+    );
     assert!(dir.join("upstream/app.yaml").exists());
     let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(".kots-bundle/state.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join(".kots-bundle/state.json")).unwrap())
+            .unwrap();
     assert_eq!(state["images"].as_array().unwrap().len(), 3);
     for entry in walk(&dir) {
         let text = std::fs::read_to_string(&entry).unwrap_or_default();
-        assert!(!text.contains(PASS), "{} holds the password", entry.display());
+        assert!(
+            !text.contains(PASS),
+            "{} holds the password",
+            entry.display()
+        );
     }
 
     // A second import pushes nothing.
     let before = count_writes(&w.dest);
     let out = import(&w.dest, &w.archive, &dir, PASS, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(count_writes(&w.dest), before, "re-import wrote to the registry");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        count_writes(&w.dest),
+        before,
+        "re-import wrote to the registry"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -183,7 +238,11 @@ fn update_keeps_operator_edits_and_pushes_only_the_new_image() {
     let mut w = world();
     let dir = w.work.path().join("app");
     let out = import(&w.dest, &w.archive, &dir, PASS, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The operator's edits: an extra key in midstream, their own downstream overlay.
     let mid = dir.join("overlays/midstream/kustomization.yaml");
@@ -210,17 +269,37 @@ fn update_keeps_operator_edits_and_pushes_only_the_new_image() {
 
     let before = count_writes(&w.dest);
     let out = import(&w.dest, &archive2, &dir, PASS, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let writes = count_writes(&w.dest) - before;
     // b:v2 has its own layer, config and manifest; the shared base and everything else exist.
-    assert!(writes > 0 && writes <= 4, "only the new image is pushed, saw {writes} writes");
+    assert!(
+        writes > 0 && writes <= 4,
+        "only the new image is pushed, saw {writes} writes"
+    );
 
     let mid_after = std::fs::read_to_string(&mid).unwrap();
-    assert!(mid_after.contains("commonLabels"), "operator key kept:\n{mid_after}");
-    assert_eq!(std::fs::read_to_string(&down).unwrap(), down_text, "downstream untouched");
+    assert!(
+        mid_after.contains("commonLabels"),
+        "operator key kept:\n{mid_after}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&down).unwrap(),
+        down_text,
+        "downstream untouched"
+    );
     let rendered = rendered_images(Path::new("kubectl"), &dir.join("overlays/downstream"));
-    assert!(rendered.contains(&format!("{}/myapp/b:v2", w.dest.addr)), "{rendered:?}");
-    assert!(!rendered.iter().any(|i| i.ends_with("b:v1")), "{rendered:?}");
+    assert!(
+        rendered.contains(&format!("{}/myapp/b:v2", w.dest.addr)),
+        "{rendered:?}"
+    );
+    assert!(
+        !rendered.iter().any(|i| i.ends_with("b:v1")),
+        "{rendered:?}"
+    );
     let upstream = std::fs::read_to_string(dir.join("upstream/app.yaml")).unwrap();
     assert!(upstream.contains("b:v2"));
 }
@@ -233,9 +312,18 @@ fn wrong_password_fails_before_any_push() {
     let out = import(&w.dest, &w.archive, &dir, wrong, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(stderr.to_lowercase().contains("credentials"), "says what is wrong: {stderr}");
-    assert!(stderr.contains(&w.dest.addr), "names the registry: {stderr}");
-    assert!(!stderr.contains(wrong), "never echoes the password: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains("credentials"),
+        "says what is wrong: {stderr}"
+    );
+    assert!(
+        stderr.contains(&w.dest.addr),
+        "names the registry: {stderr}"
+    );
+    assert!(
+        !stderr.contains(wrong),
+        "never echoes the password: {stderr}"
+    );
     assert_eq!(count_writes(&w.dest), 0, "nothing pushed");
     assert!(!dir.exists(), "no app directory written");
 }

@@ -54,7 +54,10 @@ impl RegistryArgs {
             mirrors.push(Mirror::parse(m).with_context(|| format!("--registry-mirror {m}"))?);
         }
         for f in &self.registries_conf {
-            mirrors.extend(load_registries_conf(f).with_context(|| format!("--registries-conf {}", f.display()))?);
+            mirrors.extend(
+                load_registries_conf(f)
+                    .with_context(|| format!("--registries-conf {}", f.display()))?,
+            );
         }
         Ok(RegistryOptions {
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
@@ -89,7 +92,9 @@ impl RegistryArgs {
                     },
                 ))
             }
-            (Some(_), false) => bail!("--registry-username needs --registry-password-stdin (pipe the password in)"),
+            (Some(_), false) => {
+                bail!("--registry-username needs --registry-password-stdin (pipe the password in)")
+            }
             (None, true) => bail!("--registry-password-stdin needs --registry-username"),
             (None, false) => None,
         };

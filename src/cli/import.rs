@@ -46,10 +46,16 @@ impl DestinationArgs {
         })
     }
 
-    pub fn write_options(&self, creds: Option<&crate::registry::Credentials>, host: &str) -> anyhow::Result<WriteOptions> {
+    pub fn write_options(
+        &self,
+        creds: Option<&crate::registry::Credentials>,
+        host: &str,
+    ) -> anyhow::Result<WriteOptions> {
         let write_pull_secret = if self.write_pull_secret {
             let Some(c) = creds else {
-                bail!("--write-pull-secret needs --registry-username and --registry-password-stdin");
+                bail!(
+                    "--write-pull-secret needs --registry-username and --registry-password-stdin"
+                );
             };
             Some(PullSecret {
                 name: self.image_pull_secret.clone().expect("clap requires it"),

@@ -22,16 +22,36 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     println!("app:         {}", meta.app.name);
-    println!("version:     {}", meta.app.version.as_deref().unwrap_or("-"));
+    println!(
+        "version:     {}",
+        meta.app.version.as_deref().unwrap_or("-")
+    );
     println!("source:      {}", meta.app.source);
-    println!("created:     {} by {} {}", meta.created, meta.tool.name, meta.tool.version);
+    println!(
+        "created:     {} by {} {}",
+        meta.created, meta.tool.name, meta.tool.version
+    );
     println!("compression: {:?}", meta.compression);
     println!("images:      {}", meta.images.len());
     for i in &meta.images {
-        let platforms = if i.platforms.is_empty() { "-".to_string() } else { i.platforms.join(",") };
-        println!("  {}\n    digest {}  platforms {}  size {}", i.reference, i.digest, platforms, human_bytes(i.size));
+        let platforms = if i.platforms.is_empty() {
+            "-".to_string()
+        } else {
+            i.platforms.join(",")
+        };
+        println!(
+            "  {}\n    digest {}  platforms {}  size {}",
+            i.reference,
+            i.digest,
+            platforms,
+            human_bytes(i.size)
+        );
     }
-    println!("blobs:       {} ({} total, each stored once)", meta.blobs.len(), human_bytes(meta.total_size));
+    println!(
+        "blobs:       {} ({} total, each stored once)",
+        meta.blobs.len(),
+        human_bytes(meta.total_size)
+    );
     println!("manifests:   {} files", meta.upstream_files.len());
     Ok(exit::OK)
 }

@@ -56,7 +56,10 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
 
     let (destination, dest_client, write) = if args.rewrite_images {
         let d = DestinationArgs {
-            registry_endpoint: args.registry_endpoint.clone().context("--registry-endpoint")?,
+            registry_endpoint: args
+                .registry_endpoint
+                .clone()
+                .context("--registry-endpoint")?,
             image_namespace: args.image_namespace.clone(),
             preserve_paths: args.preserve_paths,
             image_pull_secret: args.image_pull_secret.clone(),
@@ -105,7 +108,10 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
                 p.blobs_copied, p.blobs_mounted, p.blobs_existed, p.images_up_to_date
             );
         }
-        eprintln!("deploy with: kubectl apply -k {}", app_dir.join("overlays/midstream").display());
+        eprintln!(
+            "deploy with: kubectl apply -k {}",
+            app_dir.join("overlays/midstream").display()
+        );
     }
     Ok(exit::OK)
 }

@@ -55,7 +55,10 @@ pub struct RegistryDest {
 
 impl RegistryDest {
     pub fn new(client: Client, concurrency: usize) -> Self {
-        RegistryDest { client, concurrency }
+        RegistryDest {
+            client,
+            concurrency,
+        }
     }
 }
 
@@ -72,13 +75,23 @@ impl ImageDestination for RegistryDest {
             .await?)
     }
 
-    async fn mount_blob(&self, target: &Reference, desc: &Descriptor, from: &Reference) -> Result<bool, CopyError> {
+    async fn mount_blob(
+        &self,
+        target: &Reference,
+        desc: &Descriptor,
+        from: &Reference,
+    ) -> Result<bool, CopyError> {
         if from.registry() != target.registry() || from.repository() == target.repository() {
             return Ok(false);
         }
         Ok(self
             .client
-            .mount_blob(target.registry(), target.repository(), &desc.digest, from.repository())
+            .mount_blob(
+                target.registry(),
+                target.repository(),
+                &desc.digest,
+                from.repository(),
+            )
             .await?)
     }
 
@@ -90,11 +103,22 @@ impl ImageDestination for RegistryDest {
     ) -> Result<(), CopyError> {
         Ok(self
             .client
-            .put_blob(target.registry(), target.repository(), &desc.digest, desc.size, open)
+            .put_blob(
+                target.registry(),
+                target.repository(),
+                &desc.digest,
+                desc.size,
+                open,
+            )
             .await?)
     }
 
-    async fn has_manifest(&self, target: &Reference, reference: &str, digest: &Digest) -> Result<bool, CopyError> {
+    async fn has_manifest(
+        &self,
+        target: &Reference,
+        reference: &str,
+        digest: &Digest,
+    ) -> Result<bool, CopyError> {
         let found = self
             .client
             .head_manifest(target.registry(), target.repository(), reference)
@@ -102,7 +126,12 @@ impl ImageDestination for RegistryDest {
         Ok(found.as_ref() == Some(digest))
     }
 
-    async fn put_manifest(&self, target: &Reference, reference: &str, manifest: &Manifest) -> Result<(), CopyError> {
+    async fn put_manifest(
+        &self,
+        target: &Reference,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<(), CopyError> {
         let pushed = self
             .client
             .put_manifest(
@@ -116,7 +145,10 @@ impl ImageDestination for RegistryDest {
         if pushed != manifest.digest {
             return Err(CopyError::Image {
                 image: target.to_string(),
-                why: format!("registry stored the manifest as {pushed}, expected {}", manifest.digest),
+                why: format!(
+                    "registry stored the manifest as {pushed}, expected {}",
+                    manifest.digest
+                ),
             });
         }
         Ok(())

@@ -37,7 +37,11 @@ impl Source {
         let layout = tempfile::tempdir().unwrap();
         let images = synth::write_layout(layout.path(), &specs);
         for img in &images {
-            synth::skopeo_push(layout.path(), &img.name, &format!("{}/quay.io/org/{}", reg.addr, img.name));
+            synth::skopeo_push(
+                layout.path(),
+                &img.name,
+                &format!("{}/quay.io/org/{}", reg.addr, img.name),
+            );
         }
         Source {
             reg,
@@ -75,13 +79,16 @@ pub fn app_dir(src: &Source) -> tempfile::TempDir {
     dir
 }
 
-
 impl Source {
     /// Pushes one more synthetic image (e.g. a new version) as `quay.io/org/<name>`.
     pub fn add(&mut self, spec: ImageSpec) -> SynthImage {
         let dir = tempfile::tempdir().unwrap();
         let img = synth::write_layout(dir.path(), &[spec]).pop().unwrap();
-        synth::skopeo_push(dir.path(), &img.name, &format!("{}/quay.io/org/{}", self.reg.addr, img.name));
+        synth::skopeo_push(
+            dir.path(),
+            &img.name,
+            &format!("{}/quay.io/org/{}", self.reg.addr, img.name),
+        );
         self.images.push(img.clone());
         img
     }
