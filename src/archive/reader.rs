@@ -313,6 +313,18 @@ impl ArchiveReader {
             if seen.insert(name.clone(), size).is_some() {
                 return Err(self.bad(&name, "appears twice"));
             }
+            // Checked before reading, so a header that claims a huge size (a zstd bomb, say)
+            // costs nothing: no entry is read past what the index and metadata declare.
+            match self.index.entries.get(&name) {
+                Some(e) if e.size == size => {}
+                Some(e) => {
+                    return Err(self.bad(
+                        &name,
+                        format!("tar header says {size} bytes, index says {}", e.size),
+                    ))
+                }
+                None => return Err(self.bad(&name, "is in the tar but not in the index")),
+            }
             if let Some(hex) = name.strip_prefix("blobs/sha256/") {
                 let digest: Digest = format!("sha256:{hex}").parse().expect("checked name");
                 let mut hasher = Hasher::new();
@@ -343,22 +355,12 @@ impl ArchiveReader {
                     .map_err(|e| self.bad(&name, e.to_string()))?;
             }
         }
-        // The sequential pass and the index must describe the same entries.
-        for (name, e) in &self.index.entries {
-            if seen.get(name) != Some(&e.size) {
-                return Err(ArchiveError::BadIndex {
-                    path: self.path.clone(),
-                    why: format!("entry {name:?} is in the index but not in the tar"),
-                });
-            }
-        }
-        if seen.len() != self.index.entries.len() {
-            let extra = seen
-                .keys()
-                .find(|k| !self.index.entries.contains_key(*k))
-                .cloned()
-                .unwrap_or_default();
-            return Err(self.bad(&extra, "is in the tar but not in the index"));
+        // Every tar entry was matched to the index above; now the other way round.
+        if let Some(name) = self.index.entries.keys().find(|n| !seen.contains_key(*n)) {
+            return Err(ArchiveError::BadIndex {
+                path: self.path.clone(),
+                why: format!("entry {name:?} is in the index but not in the tar"),
+            });
         }
         self.check_layout()
     }

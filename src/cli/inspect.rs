@@ -1,4 +1,5 @@
-//! `kots-bundle inspect`: what an archive holds, read from its head only.
+//! `kots-bundle inspect`: what an archive holds, from its head, entry index and manifests
+//! (never the layers).
 
 use std::path::PathBuf;
 
@@ -16,9 +17,13 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<i32> {
-    let meta = ArchiveReader::read_metadata_only(&args.archive)?;
+    // The head, the entry index and the manifests: cheap, and enough to refuse a truncated,
+    // incomplete or tampered-with layout. Layer content is `verify`'s job.
+    let reader = ArchiveReader::open(&args.archive)?;
+    reader.check_layout()?;
+    let meta = reader.metadata();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&meta)?);
+        println!("{}", serde_json::to_string_pretty(meta)?);
         return Ok(exit::OK);
     }
     println!("app:         {}", meta.app.name);

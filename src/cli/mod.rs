@@ -58,7 +58,7 @@ pub enum Command {
     Pull(pull::PullArgs),
     /// List every image an app needs, normalized, one per line.
     Images(images::ImagesArgs),
-    /// Show what an .airgap file holds (reads only its head).
+    /// Show what an .airgap file holds (reads its head, index and manifests, never the layers).
     Inspect(inspect::InspectArgs),
     /// Check every blob of an .airgap file against its digest, and the file against its metadata.
     Verify(verify::VerifyArgs),
