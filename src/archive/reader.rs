@@ -21,6 +21,8 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 const READ_BUFFER: usize = 1 << 20;
 /// A footer index larger than this is not one we wrote.
 const MAX_FOOTER: u64 = 256 * 1024 * 1024;
+/// Zero bytes accepted after the tar's end marker (tar writers pad to 10 KiB records).
+const TRAILER_LIMIT: u64 = 20 * 1024;
 /// Longest GNU long name or PAX header we accept.
 const MAX_LONG_HEADER: u64 = 64 * 1024;
 
@@ -34,11 +36,38 @@ pub struct ArchiveReader {
 /// The content of one entry, bounded to its declared size.
 pub struct Entry {
     inner: io::Take<Box<dyn Read + Send>>,
+    /// zstd: the entry's frame must end with the entry (its tar padding, then nothing), so a
+    /// frame that decodes to more than declared is refused rather than silently cut.
+    check_frame_end: bool,
+    padding: u64,
 }
 
 impl Read for Entry {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.check_frame_end {
+            self.check_frame_end = false;
+            let frame = self.inner.get_mut();
+            let mut rest = [0u8; 513];
+            let mut got = 0usize;
+            loop {
+                let m = frame.read(&mut rest[got..])?;
+                if m == 0 {
+                    break;
+                }
+                got += m;
+                if got == rest.len() {
+                    break;
+                }
+            }
+            if got as u64 != self.padding || rest[..got].iter().any(|&b| b != 0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the entry's zstd frame holds more data than the entry declares",
+                ));
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -187,6 +216,8 @@ impl ArchiveReader {
         }
         Ok(Entry {
             inner: stream.take(size),
+            check_frame_end: self.compression == Compression::Zstd,
+            padding: (512 - size % 512) % 512,
         })
     }
 
@@ -354,6 +385,15 @@ impl ArchiveReader {
                 io::copy(&mut entry, &mut io::sink())
                     .map_err(|e| self.bad(&name, e.to_string()))?;
             }
+        }
+        // After the end-of-archive blocks only zeros may follow (a few KiB at most): data
+        // hidden there, or a frame that inflates without end, is refused without reading it all.
+        let mut rest = tar.into_inner().take(TRAILER_LIMIT + 1);
+        let mut trailer = Vec::new();
+        rest.read_to_end(&mut trailer)
+            .map_err(|e| self.bad("(end of tar)", e.to_string()))?;
+        if trailer.len() as u64 > TRAILER_LIMIT || trailer.iter().any(|&b| b != 0) {
+            return Err(self.bad("(end of tar)", "data after the end of the archive"));
         }
         // Every tar entry was matched to the index above; now the other way round.
         if let Some(name) = self.index.entries.keys().find(|n| !seen.contains_key(*n)) {
