@@ -142,10 +142,16 @@ pub fn state_for(
 
 pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
     let path = opts.archive.clone();
+    // The head, the entry index and every manifest are checked before the registry is
+    // contacted: a damaged or tampered-with archive is refused with nothing pushed.
     let reader = Arc::new(
-        tokio::task::spawn_blocking(move || ArchiveReader::open(&path))
-            .await
-            .context("reading the archive")??,
+        tokio::task::spawn_blocking(move || {
+            let reader = ArchiveReader::open(&path)?;
+            reader.check_layout()?;
+            Ok::<_, crate::archive::ArchiveError>(reader)
+        })
+        .await
+        .context("reading the archive")??,
     );
     let meta = reader.metadata().clone();
     let sources: Vec<Reference> = meta.images.iter().map(|i| i.reference.clone()).collect();

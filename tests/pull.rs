@@ -1,0 +1,470 @@
+//! The seed's single-host flow end to end: `pull replicated://APP --license-file L
+//! --rewrite-images ...` against a loopback stand-in for the vendor API, a source registry
+//! behind `--registry-mirror`, and a TLS + htpasswd destination; then the update run inside the
+//! kept directory. Also `export replicated://` with a good and a wrong license.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+use common::app::{app_dir, bin, ok, Source};
+use common::synth::{self, ImageSpec};
+use common::TestRegistry;
+
+const USER: &str = "puller";
+const PASS: &str = "pu11-Pa55word";
+const LICENSE_ID: &str = "2aBcDeFgHiJkLmNoPqRsT";
+
+/// The vendor API: `GET /release/<slug>` with HTTP Basic `licenseID:licenseID` answers a
+/// gzip'd tar of the release and its version label. A real HTTP server on loopback.
+struct Vendor {
+    addr: String,
+    release: Arc<Mutex<(Vec<u8>, String)>>,
+    /// Authorization outcomes seen, in order (true = accepted).
+    seen: Arc<Mutex<Vec<bool>>>,
+}
+
+impl Vendor {
+    fn start(slug: &str) -> Vendor {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let release = Arc::new(Mutex::new((Vec::new(), String::new())));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (r, s, path) = (release.clone(), seen.clone(), format!("/release/{slug}"));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut auth = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("authorization") {
+                            auth = Some(v.trim().to_string());
+                        }
+                    }
+                }
+                use base64::Engine as _;
+                let expected = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{LICENSE_ID}:{LICENSE_ID}"))
+                );
+                let wanted = request_line.split_whitespace().nth(1) == Some(path.as_str());
+                let authorized = auth.as_deref() == Some(expected.as_str());
+                s.lock().unwrap().push(authorized);
+                let (status, headers, body) = if !wanted {
+                    ("404 Not Found", String::new(), b"not found".to_vec())
+                } else if !authorized {
+                    (
+                        "401 Unauthorized",
+                        String::new(),
+                        b"invalid license".to_vec(),
+                    )
+                } else {
+                    let (body, version) = r.lock().unwrap().clone();
+                    (
+                        "200 OK",
+                        format!(
+                            "Content-Type: application/gzip\r\nX-Replicated-VersionLabel: {version}\r\n"
+                        ),
+                        body,
+                    )
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        Vendor {
+            addr,
+            release,
+            seen,
+        }
+    }
+
+    /// Publishes the files of `dir` as the current release, wrapped in a top directory as
+    /// vendors' tarballs are.
+    fn publish(&self, dir: &Path, version: &str) {
+        *self.release.lock().unwrap() = (tgz(dir), version.to_string());
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn tgz(dir: &Path) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.append_dir_all("release-1", dir).unwrap();
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+fn write_license(dir: &Path, id: &str, endpoint: &str) -> PathBuf {
+    let p = dir.join("license.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "apiVersion: kots.io/v1beta1\nkind: License\nmetadata:\n  name: customer\nspec:\n  licenseID: {id}\n  appSlug: myapp\n  endpoint: {endpoint}\n  channelName: Stable\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The v2 app: `b` moves to a new tag.
+fn app_v2(src: &Source) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let a = &src.image("a:v1").digest;
+    std::fs::write(
+        dir.path().join("app.yaml"),
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app}}\nspec:\n  template:\n    spec:\n      initContainers:\n      - {{name: init, image: \"quay.io/org/a@{a}\"}}\n      containers:\n      - {{name: m, image: quay.io/org/multi:1}}\n      - {{name: b, image: quay.io/org/b:v2}}\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn pull(
+    cwd: &Path,
+    src: &Source,
+    dest: &TestRegistry,
+    license: &Path,
+    vendor: &Vendor,
+    extra: &[&str],
+) -> Output {
+    let mut child = bin()
+        .current_dir(cwd)
+        .env("REPLICATED_APP_ENDPOINT", vendor.endpoint())
+        .args(["pull", "replicated://myapp", "--license-file"])
+        .arg(license)
+        .args(["--rewrite-images", "--image-namespace", "myapp"])
+        .args(["--registry-endpoint", &dest.addr])
+        .args(["--registry-mirror", &src.mirror()])
+        .args(["--registry-username", USER, "--registry-password-stdin"])
+        .arg("--registry-ca")
+        .arg(dest.ca_pem.as_ref().expect("TLS registry"))
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASS}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn count_writes(reg: &TestRegistry) -> usize {
+    reg.log()
+        .lines()
+        .filter(|l| {
+            l.contains("response completed")
+                && (l.contains("http.request.method=PUT")
+                    || l.contains("http.request.method=PATCH"))
+        })
+        .count()
+}
+
+/// Every `image:` value rendered by `kubectl kustomize DIR`.
+fn rendered_images(dir: &Path) -> Vec<String> {
+    let out = ok(
+        Command::new("kubectl")
+            .arg("kustomize")
+            .arg(dir)
+            .output()
+            .unwrap(),
+        "kubectl kustomize",
+    );
+    let mut images: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("image: "))
+        .map(|s| s.trim_matches('"').to_string())
+        .collect();
+    images.sort();
+    images.dedup();
+    images
+}
+
+fn skopeo_digest(transport_ref: &str, creds: bool) -> String {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--raw"]);
+    if transport_ref.starts_with("docker://") {
+        cmd.arg("--tls-verify=false");
+        if creds {
+            cmd.args(["--creds", &format!("{USER}:{PASS}")]);
+        }
+    }
+    let out = cmd.arg(transport_ref).output().unwrap();
+    synth::sha256(ok(out, transport_ref).as_bytes())
+}
+
+fn blob_files(layout: &Path) -> usize {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn seed_flow_pulls_pushes_rewrites_and_updates_in_place() {
+    let mut src = Source::start(Source::default_specs());
+    let dest = TestRegistry::start_tls_htpasswd(USER, PASS);
+    let vendor = Vendor::start("myapp");
+    let app = app_dir(&src);
+    vendor.publish(app.path(), "1.0.0");
+    let home = tempfile::tempdir().unwrap();
+    let license = write_license(home.path(), LICENSE_ID, "https://replicated.invalid");
+
+    // First run, from the home directory: the app directory is ./myapp.
+    let out = pull(home.path(), &src, &dest, &license, &vendor, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "pull failed: {stderr}");
+    assert!(
+        !stderr.contains(PASS) && !stderr.contains(LICENSE_ID),
+        "{stderr}"
+    );
+    let dir = home.path().join("myapp");
+    assert!(dir.join("upstream/app.yaml").is_file(), "upstream/ written");
+    assert!(dir.join("overlays/midstream/kustomization.yaml").is_file());
+
+    // The pulled images are kept as an OCI layout skopeo reads, with the source digests.
+    for (name, r) in [
+        ("multi:1", "quay.io/org/multi:1"),
+        ("b:v1", "quay.io/org/b:v1"),
+    ] {
+        let d = skopeo_digest(&format!("oci:{}:{r}", dir.join("images").display()), false);
+        assert_eq!(d, src.image(name).digest, "{r} in images/");
+    }
+
+    // Every image renders at R/NS, and R has them byte for byte.
+    let a = src.image("a:v1").digest.clone();
+    let r = &dest.addr;
+    let mut want = vec![
+        format!("{r}/myapp/a@{a}"),
+        format!("{r}/myapp/b:v1"),
+        format!("{r}/myapp/multi:1"),
+    ];
+    want.sort();
+    assert_eq!(rendered_images(&dir.join("overlays/midstream")), want);
+    assert_eq!(
+        skopeo_digest(&format!("docker://{r}/myapp/multi:1"), true),
+        src.image("multi:1").digest
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".kots-bundle/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["app"], "myapp");
+    assert_eq!(state["version"], "1.0.0", "version from the release");
+
+    // The operator edits midstream; the vendor ships 1.1.0 which moves b to a new image.
+    let mid = dir.join("overlays/midstream/kustomization.yaml");
+    let edited = std::fs::read_to_string(&mid).unwrap() + "commonLabels:\n  team: payments\n";
+    std::fs::write(&mid, &edited).unwrap();
+    src.add(ImageSpec::new("b:v2", 44));
+    let v2 = app_v2(&src);
+    vendor.publish(v2.path(), "1.1.0");
+    let blobs_before = blob_files(&dir.join("images"));
+    let writes_before = count_writes(&dest);
+
+    // The seed's update: cd into the kept directory and run the same command.
+    let out = pull(&dir, &src, &dest, &license, &vendor, &[]);
+    assert!(
+        out.status.success(),
+        "update failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.join("myapp").exists(), "updated in place, not nested");
+    let writes = count_writes(&dest) - writes_before;
+    assert!(
+        writes > 0 && writes <= 4,
+        "only b:v2 (layer, config, manifest) is pushed; saw {writes} writes"
+    );
+    // b:v2 adds one layer, one config, one manifest to the kept layout; nothing else is fetched.
+    assert_eq!(blob_files(&dir.join("images")) - blobs_before, 3);
+    let rendered = rendered_images(&dir.join("overlays/midstream"));
+    assert!(
+        rendered.contains(&format!("{r}/myapp/b:v2")),
+        "{rendered:?}"
+    );
+    assert!(
+        !rendered.iter().any(|i| i.ends_with("b:v1")),
+        "{rendered:?}"
+    );
+    let mid_after = std::fs::read_to_string(&mid).unwrap();
+    assert!(
+        mid_after.contains("team: payments"),
+        "operator key kept:\n{mid_after}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".kots-bundle/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["version"], "1.1.0");
+    assert!(std::fs::read_to_string(dir.join("upstream/app.yaml"))
+        .unwrap()
+        .contains("b:v2"));
+    assert!(vendor.seen.lock().unwrap().iter().all(|ok| *ok));
+}
+
+#[test]
+fn pull_without_rewrite_keeps_images_and_pushes_nothing() {
+    let src = Source::start(Source::default_specs());
+    let app = app_dir(&src);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("app");
+    let out = bin()
+        .arg("pull")
+        .arg(app.path())
+        .arg("--dest")
+        .arg(&dir)
+        .args(["--registry-mirror", &src.mirror()])
+        .output()
+        .unwrap();
+    ok(out, "pull without --rewrite-images");
+    let d = skopeo_digest(
+        &format!("oci:{}:quay.io/org/b:v1", dir.join("images").display()),
+        false,
+    );
+    assert_eq!(d, src.image("b:v1").digest);
+    // No rewrite: the overlay deploys the images from where the manifests say.
+    let rendered = rendered_images(&dir.join("overlays/midstream"));
+    assert!(
+        rendered.contains(&"quay.io/org/b:v1".to_string()),
+        "{rendered:?}"
+    );
+    assert!(
+        rendered.iter().all(|i| i.starts_with("quay.io/")),
+        "{rendered:?}"
+    );
+}
+
+#[test]
+fn export_replicated_with_license_and_refusal_of_a_wrong_one() {
+    let src = Source::start(Source::default_specs());
+    let vendor = Vendor::start("myapp");
+    let app = app_dir(&src);
+    vendor.publish(app.path(), "2.3.4");
+    let work = tempfile::tempdir().unwrap();
+    let license = write_license(work.path(), LICENSE_ID, &vendor.endpoint());
+
+    let out_file = work.path().join("myapp.airgap");
+    ok(
+        bin()
+            .args(["export", "replicated://myapp", "--license-file"])
+            .arg(&license)
+            .arg("-o")
+            .arg(&out_file)
+            .args(["--registry-mirror", &src.mirror()])
+            .output()
+            .unwrap(),
+        "export replicated://",
+    );
+    let meta: serde_json::Value = serde_json::from_str(&ok(
+        bin()
+            .args(["inspect", "--json"])
+            .arg(&out_file)
+            .output()
+            .unwrap(),
+        "inspect",
+    ))
+    .unwrap();
+    assert_eq!(meta["app"]["name"], "myapp");
+    assert_eq!(meta["app"]["version"], "2.3.4");
+    assert_eq!(meta["images"].as_array().unwrap().len(), 3);
+
+    // A wrong license ID: the vendor answers 401; the error names the license file and the
+    // 401, and no archive (or partial file) is left.
+    let bad_dir = tempfile::tempdir().unwrap();
+    let bad = write_license(bad_dir.path(), "wrong-license-id", &vendor.endpoint());
+    let out_dir = tempfile::tempdir().unwrap();
+    let res = bin()
+        .current_dir(out_dir.path())
+        .args(["export", "replicated://myapp", "--license-file"])
+        .arg(&bad)
+        .args(["--registry-mirror", &src.mirror()])
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains(&bad.display().to_string()),
+        "names the license: {err}"
+    );
+    assert!(err.contains("401"), "names the status: {err}");
+    assert!(
+        !err.contains("wrong-license-id"),
+        "the license ID is a secret: {err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(out_dir.path()).unwrap().count(),
+        0,
+        "no output file"
+    );
+    assert_eq!(vendor.seen.lock().unwrap().last(), Some(&false));
+}
+
+#[test]
+fn export_from_a_tarball_url() {
+    let src = Source::start(Source::default_specs());
+    let app = app_dir(&src);
+    // A plain static server for the tarball (loopback http is accepted; https needs a CA).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = tgz(app.path());
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("web.airgap");
+    ok(
+        bin()
+            .arg("export")
+            .arg(format!("http://{addr}/web-1.0.tgz"))
+            .arg("-o")
+            .arg(&out)
+            .args(["--registry-mirror", &src.mirror()])
+            .output()
+            .unwrap(),
+        "export http://.../web-1.0.tgz",
+    );
+    let meta: serde_json::Value = serde_json::from_str(&ok(
+        bin()
+            .args(["inspect", "--json"])
+            .arg(&out)
+            .output()
+            .unwrap(),
+        "inspect",
+    ))
+    .unwrap();
+    assert_eq!(meta["upstreamFiles"], serde_json::json!(["app.yaml"]));
+    assert_eq!(meta["images"].as_array().unwrap().len(), 3);
+}
