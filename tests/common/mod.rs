@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod faulty;
 pub mod synth;
 
 use std::io::{Read, Write};

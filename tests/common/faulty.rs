@@ -1,0 +1,211 @@
+//! A faulty network between us and a real registry: a loopback HTTP proxy that forwards each
+//! request to the registry unless a rule says to answer 5xx, 429 with `Retry-After`, to cut
+//! the response after some bytes (a connection reset mid-blob), or to stall first.
+//!
+//! Each proxied connection carries one request (`Connection: close` is forced), so every
+//! request gets its own decision.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status (with an empty body) instead of forwarding.
+    Status(u16),
+    /// Answer 429 with `Retry-After: <secs>`.
+    TooMany(u64),
+    /// Forward, but close the connection after this many bytes of the response.
+    Cut(usize),
+    /// Forward after this delay.
+    Delay(Duration),
+}
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub fault: Option<Fault>,
+}
+
+type Rule = dyn Fn(&str, &str, usize) -> Option<Fault> + Send + Sync;
+
+pub struct FaultyProxy {
+    pub addr: String,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    rule: Arc<Mutex<Box<Rule>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultyProxy {
+    /// A proxy in front of `upstream` (`127.0.0.1:PORT`); `rule(method, path, n)` decides the
+    /// fault for the n-th request (from 0).
+    pub fn start(
+        upstream: &str,
+        rule: impl Fn(&str, &str, usize) -> Option<Fault> + Send + Sync + 'static,
+    ) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rule: Arc<Mutex<Box<Rule>>> = Arc::new(Mutex::new(Box::new(rule)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, r, st, up) = (
+            seen.clone(),
+            rule.clone(),
+            stop.clone(),
+            upstream.to_string(),
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let (s, r, up) = (s.clone(), r.clone(), up.clone());
+                std::thread::spawn(move || handle(conn, &up, &s, &r));
+            }
+        });
+        FaultyProxy {
+            addr,
+            seen,
+            rule,
+            stop,
+        }
+    }
+
+    /// Replaces the rule (e.g. no faults for a re-run).
+    pub fn set_rule(
+        &self,
+        rule: impl Fn(&str, &str, usize) -> Option<Fault> + Send + Sync + 'static,
+    ) {
+        *self.rule.lock().unwrap() = Box::new(rule);
+    }
+
+    pub fn faults(&self) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.fault.is_some())
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(&self.addr);
+    }
+}
+
+fn handle(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: &Mutex<Box<Rule>>) {
+    // Read the request head.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+        if head.len() > 64 * 1024 {
+            return;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next().unwrap_or("").split_whitespace();
+    let method = first.next().unwrap_or("").to_string();
+    let path = first.next().unwrap_or("").to_string();
+    let mut length = 0usize;
+    let mut headers = Vec::new();
+    for l in lines.filter(|l| !l.is_empty()) {
+        let lower = l.to_ascii_lowercase();
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        headers.push(l.to_string());
+    }
+    let fault = {
+        let mut seen = seen.lock().unwrap();
+        let n = seen.len();
+        let fault = (rule.lock().unwrap())(&method, &path, n);
+        seen.push(Seen {
+            method: method.clone(),
+            path: path.clone(),
+            fault: fault.clone(),
+        });
+        fault
+    };
+    let answer = |client: &mut TcpStream, status: &str, extra: &str| {
+        // Drain the request body first, so the client reads our answer, not a reset.
+        let _ = std::io::copy(&mut client.take(length as u64), &mut std::io::sink());
+        let _ = client.write_all(
+            format!("HTTP/1.1 {status}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        let _ = client.shutdown(Shutdown::Both);
+    };
+    let mut cut = None;
+    match fault {
+        Some(Fault::Status(code)) => return answer(&mut client, &format!("{code} Injected"), ""),
+        Some(Fault::TooMany(secs)) => {
+            return answer(
+                &mut client,
+                "429 Too Many Requests",
+                &format!("Retry-After: {secs}\r\n"),
+            )
+        }
+        Some(Fault::Delay(d)) => std::thread::sleep(d),
+        Some(Fault::Cut(n)) => cut = Some(n),
+        None => {}
+    }
+    let Ok(mut server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let mut out = format!("{method} {path} HTTP/1.1\r\n");
+    for h in &headers {
+        out.push_str(h);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    if server.write_all(out.as_bytes()).is_err() {
+        return;
+    }
+    // Request body upstream, response back, each in its own direction.
+    let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut (&mut c2).take(length as u64), &mut s2);
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0usize;
+    loop {
+        let n = match server.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let n = match cut {
+            Some(limit) if sent + n >= limit => {
+                let _ = client.write_all(&buf[..limit - sent]);
+                break;
+            }
+            _ => n,
+        };
+        if client.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n;
+    }
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = up.join();
+}

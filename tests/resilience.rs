@@ -1,0 +1,252 @@
+//! Flaky networks and interrupted runs: import and export through a loopback proxy that
+//! injects 5xx, 429 with Retry-After, cut connections and stalls in front of a real registry.
+//! They survive within the retry budget; past it they stop with a clear error, and running
+//! the same command again finishes the job, moving only what is missing.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::app::{app_dir, bin, ok, Source};
+use common::faulty::{Fault, FaultyProxy};
+use common::synth;
+use common::TestRegistry;
+
+fn export(src_mirror: &str, app: &Path, out: &Path) -> Output {
+    bin()
+        .arg("export")
+        .arg(app)
+        .arg("-o")
+        .arg(out)
+        .args(["--registry-mirror", src_mirror])
+        .output()
+        .unwrap()
+}
+
+fn import_cmd(endpoint: &str, archive: &Path, dir: &Path) -> Command {
+    let mut c = bin();
+    c.arg("import")
+        .arg(archive)
+        .args(["--registry-endpoint", endpoint, "--image-namespace", "ns"])
+        .arg("--dest")
+        .arg(dir);
+    c
+}
+
+fn skopeo_digest(reg: &TestRegistry, r: &str) -> String {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/{r}", reg.addr))
+        .output()
+        .unwrap();
+    synth::sha256(ok(out, r).as_bytes())
+}
+
+/// Every image is in the real registry with its source digest.
+fn all_there(src: &Source, reg: &TestRegistry) {
+    let a = &src.image("a:v1").digest;
+    assert_eq!(skopeo_digest(reg, &format!("ns/a@{a}")), *a);
+    assert_eq!(
+        skopeo_digest(reg, "ns/multi:1"),
+        src.image("multi:1").digest
+    );
+    assert_eq!(skopeo_digest(reg, "ns/b:v1"), src.image("b:v1").digest);
+}
+
+fn is_blob_put(method: &str, path: &str) -> bool {
+    (method == "PUT" || method == "PATCH") && path.contains("/blobs/uploads/")
+}
+
+struct World {
+    src: Source,
+    work: tempfile::TempDir,
+    archive: std::path::PathBuf,
+}
+
+fn world() -> World {
+    let src = Source::start(Source::default_specs());
+    let app = app_dir(&src);
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("app.airgap");
+    ok(export(&src.mirror(), app.path(), &archive), "export");
+    World { src, work, archive }
+}
+
+#[test]
+fn import_survives_5xx_429_and_stalls() {
+    let w = world();
+    let dest = TestRegistry::start();
+    let proxy = FaultyProxy::start(&dest.addr, |method, path, n| {
+        if is_blob_put(method, path) && n % 3 == 0 {
+            Some(Fault::Status(503))
+        } else if n % 7 == 3 {
+            Some(Fault::TooMany(1))
+        } else if n % 11 == 5 {
+            Some(Fault::Status(502))
+        } else if n % 13 == 6 {
+            Some(Fault::Delay(Duration::from_millis(500)))
+        } else {
+            None
+        }
+    });
+    let dir = w.work.path().join("app");
+    let out = import_cmd(&proxy.addr, &w.archive, &dir).output().unwrap();
+    ok(out, "import through a flaky proxy");
+    let faults = proxy.faults();
+    assert!(
+        faults.iter().any(|f| f.fault == Some(Fault::TooMany(1)))
+            && faults.iter().any(|f| f.fault == Some(Fault::Status(503))),
+        "the proxy injected 429s and 503s: {faults:?}"
+    );
+    all_there(&w.src, &dest);
+    assert!(dir.join("overlays/midstream/kustomization.yaml").exists());
+}
+
+#[test]
+fn past_the_retry_budget_import_stops_clearly_and_a_rerun_pushes_only_what_is_missing() {
+    let w = world();
+    let dest = TestRegistry::start();
+    let base = w.src.images[0].shared_base.clone().unwrap();
+    let b = base.clone();
+    let proxy = FaultyProxy::start(&dest.addr, move |method, path, _| {
+        (method == "PUT" && path.contains(&b)).then_some(Fault::Status(503))
+    });
+    let dir = w.work.path().join("app");
+    let out = import_cmd(&proxy.addr, &w.archive, &dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("503"),
+        "says what the registry answered: {err}"
+    );
+    assert!(err.contains(&proxy.addr), "names the registry: {err}");
+    assert!(!dir.exists(), "no app directory after a failed import");
+    let attempts = proxy
+        .faults()
+        .iter()
+        .filter(|f| f.path.contains(&base))
+        .count();
+    assert!(
+        attempts > 1,
+        "the failing upload was retried ({attempts} attempts)"
+    );
+
+    // The network heals; the same command finishes, uploading only the blob that was missing.
+    proxy.set_rule(|_, _, _| None);
+    let mark = proxy.seen.lock().unwrap().len();
+    ok(
+        import_cmd(&proxy.addr, &w.archive, &dir).output().unwrap(),
+        "re-run",
+    );
+    let seen = proxy.seen.lock().unwrap()[mark..].to_vec();
+    let uploads: Vec<_> = seen
+        .iter()
+        .filter(|s| s.method == "PUT" && s.path.contains("/blobs/uploads/"))
+        .collect();
+    assert_eq!(
+        uploads.len(),
+        1,
+        "only the missing blob is uploaded: {uploads:?}"
+    );
+    assert!(uploads[0].path.contains(&base));
+    all_there(&w.src, &dest);
+}
+
+#[test]
+fn export_survives_a_cut_blob_and_server_errors() {
+    let src = Source::start(Source::default_specs());
+    let app = app_dir(&src);
+    let work = tempfile::tempdir().unwrap();
+    let proxy = FaultyProxy::start(&src.reg.addr, |method, path, n| {
+        if method == "GET" && path.contains("/blobs/sha256:") && n % 2 == 0 {
+            Some(Fault::Cut(20_000)) // headers and part of the body, then a reset
+        } else if path.contains("/manifests/") && n % 5 == 1 {
+            Some(Fault::Status(500))
+        } else {
+            None
+        }
+    });
+    let out = work.path().join("app.airgap");
+    ok(
+        export(&format!("quay.io={}/quay.io", proxy.addr), app.path(), &out),
+        "export through a flaky proxy",
+    );
+    assert!(
+        proxy
+            .faults()
+            .iter()
+            .any(|f| matches!(f.fault, Some(Fault::Cut(_)))),
+        "a blob download was cut"
+    );
+    let v = ok(bin().arg("verify").arg(&out).output().unwrap(), "verify");
+    assert!(v.starts_with("OK"), "{v}");
+}
+
+#[test]
+fn ctrl_c_mid_import_leaves_registry_and_app_dir_consistent() {
+    let w = world();
+    let dest = TestRegistry::start();
+    // Slow uploads, so the interrupt lands mid-push.
+    let proxy = FaultyProxy::start(&dest.addr, |method, path, _| {
+        is_blob_put(method, path).then_some(Fault::Delay(Duration::from_millis(400)))
+    });
+    let dir = w.work.path().join("app");
+    let child = import_cmd(&proxy.addr, &w.archive, &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until uploads are under way, then interrupt.
+    for _ in 0..100 {
+        if proxy
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| is_blob_put(&s.method, &s.path))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "interrupted import must not report success"
+    );
+    // Nothing half-written: no app directory (it is only written after every push).
+    assert!(
+        !dir.exists(),
+        "an interrupted import wrote {}",
+        dir.display()
+    );
+    // No tag points at an incomplete image: whatever is tagged is complete.
+    for (repo, tag) in [("ns/multi", "1"), ("ns/b", "v1")] {
+        let (_, body) = dest.http_get(&format!("/v2/{repo}/tags/list"));
+        if !String::from_utf8_lossy(&body).contains(&format!("\"{tag}\"")) {
+            continue;
+        }
+        ok(
+            Command::new("skopeo")
+                .args(["copy", "--all", "--src-tls-verify=false"])
+                .arg(format!("docker://{}/{repo}:{tag}", dest.addr))
+                .arg(format!("oci:{}:x", w.work.path().join("check").display()))
+                .output()
+                .unwrap(),
+            &format!("{repo}:{tag} is tagged, so it must be complete"),
+        );
+    }
+    proxy.set_rule(|_, _, _| None);
+    ok(
+        import_cmd(&proxy.addr, &w.archive, &dir).output().unwrap(),
+        "re-run after Ctrl-C",
+    );
+    all_there(&w.src, &dest);
+}
