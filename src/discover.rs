@@ -271,9 +271,7 @@ impl Scanner {
                 let rel = if d.is_empty() {
                     Some(f.path.as_str())
                 } else {
-                    f.path
-                        .strip_prefix(*d)
-                        .and_then(|r| r.strip_prefix('/'))
+                    f.path.strip_prefix(*d).and_then(|r| r.strip_prefix('/'))
                 };
                 rel.is_some_and(|r| r.starts_with("templates/"))
             });
@@ -448,7 +446,9 @@ impl Scanner {
                 for (i, item) in list.iter().enumerate() {
                     let Value::Mapping(m) = item else { continue };
                     for (ctype, body) in m {
-                        let Some(ctype) = ctype.as_str() else { continue };
+                        let Some(ctype) = ctype.as_str() else {
+                            continue;
+                        };
                         let base = format!("{prefix}spec.{list_key}[{i}].{ctype}");
                         if let Some(img) = body.get("image") {
                             let at = ctx.at(&format!("{base}.image"));
@@ -603,11 +603,7 @@ impl Scanner {
                 }
             }
             Value::Mapping(m) => {
-                let field = |k: &str| {
-                    m.get(k)
-                        .and_then(scalar_string)
-                        .filter(|s| !s.is_empty())
-                };
+                let field = |k: &str| m.get(k).and_then(scalar_string).filter(|s| !s.is_empty());
                 let Some(repository) = field("repository") else {
                     return;
                 };
@@ -763,7 +759,7 @@ fn split_yaml(text: &str) -> Vec<&str> {
         let content = line.trim_end_matches(['\n', '\r']);
         let is_start = content == "---"
             || (content.starts_with("---")
-                && content[3..].starts_with(|c: char| c == ' ' || c == '\t'));
+                && content[3..].starts_with([' ', '\t']));
         let is_end = content == "..." || content.starts_with("... ");
         if is_start || is_end {
             docs.push(&text[start..pos]);
@@ -826,7 +822,10 @@ mod tests {
         assert_eq!(docs[0], "a: 1\n");
         assert!(docs[1].contains("  ---"), "{docs:?}");
         assert_eq!(docs[2].trim(), "{c: 3}");
-        assert_eq!(yaml_documents("---\n---\n# only a comment\n---\nnull\n").len(), 0);
+        assert_eq!(
+            yaml_documents("---\n---\n# only a comment\n---\nnull\n").len(),
+            0
+        );
     }
 
     #[test]
@@ -866,7 +865,9 @@ mod tests {
         )]);
         assert_eq!(refs(&d), ["docker.io/library/redis:latest"]);
         assert_eq!(d.problems.len(), 1);
-        assert!(d.problems[0].to_string().starts_with("x.yaml: document 1: not valid"));
+        assert!(d.problems[0]
+            .to_string()
+            .starts_with("x.yaml: document 1: not valid"));
     }
 
     #[test]
@@ -958,6 +959,9 @@ mod tests {
         assert_eq!(got, ["docker.io/library/nginx:latest", "quay.io/a/b:1"]);
         std::fs::write(&p, "nginx\nBad/Name\n").unwrap();
         let e = format!("{:#}", read_images_file(&p).unwrap_err());
-        assert!(e.contains("images.txt line 2") && e.contains("lowercase"), "{e}");
+        assert!(
+            e.contains("images.txt line 2") && e.contains("lowercase"),
+            "{e}"
+        );
     }
 }

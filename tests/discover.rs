@@ -76,7 +76,12 @@ fn corpus_matches_expected() {
         }
         let (got, _warnings) = images_ok(&app.join("manifests"));
         let got_set: BTreeSet<String> = got.iter().cloned().collect();
-        assert_eq!(got_set.len(), got.len(), "{}: duplicates in {got:?}", app.display());
+        assert_eq!(
+            got_set.len(),
+            got.len(),
+            "{}: duplicates in {got:?}",
+            app.display()
+        );
         let missing: Vec<_> = required.difference(&got_set).collect();
         let extra: Vec<_> = got_set
             .iter()
@@ -202,7 +207,11 @@ fn tarball_of_the_app_lists_the_same() {
 fn json_output_has_locations() {
     let app = fixture_app();
     let out = images(&["--json".as_ref(), app.path().as_os_str()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     let list = v.as_array().expect("an array");
     let refs: Vec<&str> = list
@@ -365,7 +374,9 @@ async fn airgap_archive_lists_its_images() {
     copy::copy_images(layout.clone(), dest.clone(), &jobs, Arc::new(Quiet))
         .await
         .unwrap();
-    let dest = Arc::try_unwrap(dest).ok().expect("engine released the destination");
+    let dest = Arc::try_unwrap(dest)
+        .ok()
+        .expect("engine released the destination");
     dest.into_writer().finish().unwrap();
 
     let (got, stderr) = tokio::task::spawn_blocking(move || images_ok(&path))

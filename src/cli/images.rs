@@ -60,8 +60,12 @@ pub fn run(args: &ImagesArgs) -> anyhow::Result<i32> {
 
 /// Reads PATH as a manifests directory or tarball, a single manifest file, or an archive.
 fn find(path: &Path) -> anyhow::Result<Discovery> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("{}: cannot read the app to list images from", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| {
+        format!(
+            "{}: cannot read the app to list images from",
+            path.display()
+        )
+    })?;
     let name = path.to_string_lossy().to_ascii_lowercase();
     if meta.is_dir() || upstream::is_tarball_name(&name) {
         let up = upstream::load_path(path)?;
