@@ -1,29 +1,87 @@
-//! TEMPORARY stub with the agreed API; replaced by the discover branch.
-#![allow(unused_variables, dead_code)]
+//! Image discovery: finds every container image an application's manifests need (product
+//! spec section 3), normalized, with where each one was found.
+//!
+//! What is read:
+//! - every `.yaml`/`.yml`/`.json` file (any case), every document in it (multi-document
+//!   YAML, JSON streams, CRLF, comments, anchors and `<<` merge keys);
+//! - in any Kubernetes object (a mapping with `apiVersion` and `kind`), every `image` of
+//!   every `containers`/`initContainers`/`ephemeralContainers` list at any depth: pods,
+//!   workloads, CronJobs, `List` items and custom resources embedding pod templates;
+//! - KOTS `kots.io/*` `Application`: `spec.additionalImages` are added and
+//!   `spec.excludedImages` removed once everything else is found;
+//! - troubleshoot (`troubleshoot.sh/*`, `troubleshoot.replicated.com/*`) kinds: the `image`
+//!   and `images` of each `spec.collectors[*]`/`spec.hostCollectors[*]` collector;
+//! - Helm charts, as directories (`Chart.yaml` beside `values.yaml`) or `.tgz` files (also
+//!   nested in a chart's `charts/`): in `values.yaml`, `image: repo:tag` strings and
+//!   `image: {registry, repository, tag, digest}` maps at any depth. A map without a tag
+//!   takes the chart's `appVersion`, as most charts' templates do.
+//!
+//! What is NOT covered, by design: Helm templates are not rendered, so an image that only
+//! a template computes (or that values select with conditions, `global.imageRegistry`
+//! overrides, or non-`image` keys) is not found; images written inside strings
+//! (embedded YAML, container args) or in custom-resource fields other than pod specs are
+//! not found; troubleshoot specs stored inside Secrets/ConfigMaps are not read. Such
+//! images are added with `--image`/`--images-file`.
+//!
+//! Templated (`{{ ... }}`, `repl{{ ... }}`) and invalid references are never added: each
+//! becomes a [`Problem`] naming the file, the place in the document and why, and the rest
+//! of the discovery goes on. Documents that are not Kubernetes objects are skipped quietly.
+
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
-use crate::reference::Reference;
-use crate::upstream::ManifestFile;
+use anyhow::Context as _;
+use serde::Deserialize as _;
+use serde_yaml_ng::Value;
 
+use crate::archive::{ArchiveError, ArchiveReader};
+use crate::reference::Reference;
+use crate::upstream::{self, ManifestFile};
+
+/// Container lists whose items carry an `image` (core/v1 PodSpec).
+const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+/// Collector lists of troubleshoot kinds.
+const COLLECTOR_LISTS: [&str; 2] = ["collectors", "hostCollectors"];
+/// Charts nest charts; a deeper nesting than this is not a real chart.
+const MAX_CHART_DEPTH: usize = 4;
+
+/// Where an image reference (or a problem) was found.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Location {
+    /// The file, relative to the app root; a file inside a chart archive is
+    /// `charts/web-1.0.0.tgz!/values.yaml`.
     pub file: String,
+    /// Where in the file: the object and the field path, e.g.
+    /// `Deployment/web: spec.template.spec.containers[0].image`, with the document's
+    /// 1-based number in multi-document files (`Deployment/web (document 3): ...`).
     pub path: String,
 }
 
-#[derive(Debug, Clone)]
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.file)
+        } else {
+            write!(f, "{}: {}", self.file, self.path)
+        }
+    }
+}
+
+/// A reference that was seen but not added, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub at: Location,
     pub why: String,
 }
 
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}: {}", self.at.file, self.at.path, self.why)
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.why)
     }
 }
 
+/// The images found, each with every place it was found, and the problems met.
 #[derive(Debug, Default, Clone)]
 pub struct Discovery {
     pub images: BTreeMap<Reference, Vec<Location>>,
@@ -32,20 +90,878 @@ pub struct Discovery {
 
 impl Discovery {
     pub fn add(&mut self, r: Reference, at: Location) {
-        self.images.entry(r).or_default().push(at);
+        let sites = self.images.entry(r).or_default();
+        if !sites.contains(&at) {
+            sites.push(at);
+        }
     }
+
+    /// Removes every image `r` names; true if something was removed. References are
+    /// compared normalized; a reference without a digest also removes the same name and
+    /// tag pinned by digest (`x:1` removes `x:1@sha256:..`), and one with a digest but no
+    /// tag removes that digest under any tag.
     pub fn exclude(&mut self, r: &Reference) -> bool {
-        self.images.remove(r).is_some()
+        let before = self.images.len();
+        self.images.retain(|found, _| !excludes(r, found));
+        self.images.len() != before
     }
+
+    /// Every image, sorted and unique.
     pub fn references(&self) -> Vec<Reference> {
         self.images.keys().cloned().collect()
     }
+
+    fn problem(&mut self, at: Location, why: impl Into<String>) {
+        self.problems.push(Problem {
+            at,
+            why: why.into(),
+        });
+    }
 }
 
+fn excludes(r: &Reference, found: &Reference) -> bool {
+    r.registry() == found.registry()
+        && r.repository() == found.repository()
+        && (r.digest().is_none() || r.digest() == found.digest())
+        && (r.tag().is_none() || r.tag() == found.tag())
+}
+
+/// Finds the images in an app's files (as [`upstream::load_path`] reads them).
 pub fn discover(files: &[ManifestFile]) -> Discovery {
-    todo!()
+    let mut s = Scanner::default();
+    s.scan_files("", files, 0);
+    s.finish()
 }
 
+/// The images an `.airgap` archive holds, from its metadata (the head of the file only).
+pub fn discover_archive(path: &Path) -> Result<Discovery, ArchiveError> {
+    let meta = ArchiveReader::read_metadata_only(path)?;
+    let mut found = Discovery::default();
+    for (i, img) in meta.images.into_iter().enumerate() {
+        found.add(
+            img.reference,
+            Location {
+                file: path.display().to_string(),
+                path: format!("images[{i}]"),
+            },
+        );
+    }
+    Ok(found)
+}
+
+/// Reads a list of references: one per line, `#` starts a comment, blank lines ignored.
+/// An invalid line is an error naming the file and line.
 pub fn read_images_file(path: &Path) -> anyhow::Result<Vec<Reference>> {
-    todo!()
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading images file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let r = Reference::parse(line).with_context(|| {
+            format!(
+                "images file {} line {}: fix or remove this line",
+                path.display(),
+                n + 1
+            )
+        })?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Scanner {
+    found: Discovery,
+    /// KOTS `excludedImages`, applied after everything else is found.
+    excluded: Vec<(Reference, Location)>,
+}
+
+/// How one document is read.
+#[derive(Clone, Copy)]
+struct DocCtx<'a> {
+    file: &'a str,
+    /// `Kind/name` and, in multi-document files, `(document N)`.
+    object: &'a str,
+    /// A Helm chart's `templates/` file: templated references there are expected
+    /// (values cover them), so they are not reported as problems.
+    in_template: bool,
+}
+
+impl DocCtx<'_> {
+    fn at(&self, path: &str) -> Location {
+        Location {
+            file: self.file.to_string(),
+            path: if self.object.is_empty() {
+                path.to_string()
+            } else {
+                format!("{}: {path}", self.object)
+            },
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+fn format_of(path: &str) -> Option<Format> {
+    let lower = path.to_ascii_lowercase();
+    if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+        Some(Format::Yaml)
+    } else if lower.ends_with(".json") {
+        Some(Format::Json)
+    } else {
+        None
+    }
+}
+
+/// `a/b/c.yaml` -> (`a/b`, `c.yaml`); `c.yaml` -> (``, `c.yaml`).
+fn split_dir(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+impl Scanner {
+    fn finish(mut self) -> Discovery {
+        for (r, at) in std::mem::take(&mut self.excluded) {
+            if !self.found.exclude(&r) {
+                tracing::debug!("{at}: excluded image {r} is not referenced anywhere");
+            }
+        }
+        self.found
+    }
+
+    /// `prefix` names the archive the files came from (`` at the top).
+    fn scan_files(&mut self, prefix: &str, files: &[ManifestFile], depth: usize) {
+        // Chart directories, with each chart's appVersion (the default image tag).
+        let mut charts: BTreeMap<&str, Option<String>> = BTreeMap::new();
+        for f in files {
+            let (dir, base) = split_dir(&f.path);
+            if base == "Chart.yaml" {
+                charts.insert(dir, chart_app_version(&f.data));
+            }
+        }
+        let mut sorted: Vec<&ManifestFile> = files.iter().collect();
+        sorted.sort_by(|a, b| a.path.cmp(&b.path));
+        for f in sorted {
+            let display = format!("{prefix}{}", f.path);
+            if upstream::is_tarball_name(&f.path.to_ascii_lowercase()) {
+                self.scan_tgz(&display, &f.data, depth);
+                continue;
+            }
+            let Some(format) = format_of(&f.path) else {
+                continue;
+            };
+            let (dir, base) = split_dir(&f.path);
+            if let Some(app_version) = charts.get(dir) {
+                match base {
+                    "values.yaml" | "values.yml" => {
+                        self.scan_values(&display, &f.data, app_version.as_deref());
+                        continue;
+                    }
+                    "Chart.yaml" | "values.schema.json" => continue,
+                    _ => {}
+                }
+            }
+            let in_template = charts.keys().any(|d| {
+                let rel = if d.is_empty() {
+                    Some(f.path.as_str())
+                } else {
+                    f.path.strip_prefix(*d).and_then(|r| r.strip_prefix('/'))
+                };
+                rel.is_some_and(|r| r.starts_with("templates/"))
+            });
+            self.scan_manifest(&display, &f.data, format, in_template);
+        }
+    }
+
+    /// A `.tgz` inside the app: a Helm chart (or a tarball of manifests).
+    fn scan_tgz(&mut self, display: &str, data: &[u8], depth: usize) {
+        if depth >= MAX_CHART_DEPTH {
+            self.found.problem(
+                Location {
+                    file: display.to_string(),
+                    path: String::new(),
+                },
+                format!("archives nested deeper than {MAX_CHART_DEPTH} levels are not read"),
+            );
+            return;
+        }
+        match upstream::read_tgz(data, Path::new(display)) {
+            Ok(inner) => self.scan_files(&format!("{display}!/"), &inner, depth + 1),
+            Err(e) => self.found.problem(
+                Location {
+                    file: display.to_string(),
+                    path: String::new(),
+                },
+                format!("not a readable chart archive ({e}); its images are not listed"),
+            ),
+        }
+    }
+
+    fn scan_manifest(&mut self, file: &str, data: &[u8], format: Format, in_template: bool) {
+        let Ok(text) = std::str::from_utf8(data) else {
+            tracing::debug!("{file}: not UTF-8, skipped");
+            return;
+        };
+        let docs = match format {
+            Format::Json => json_documents(text),
+            Format::Yaml => yaml_documents(text),
+        };
+        let multi = docs.len() > 1;
+        for (i, (raw, parsed)) in docs.into_iter().enumerate() {
+            let label = if multi {
+                format!("(document {})", i + 1)
+            } else {
+                String::new()
+            };
+            let v = match parsed {
+                Ok(v) => v,
+                Err(e) => {
+                    // A broken Kubernetes manifest may hide images: say so. Anything else
+                    // (templates, other tools' YAML) is none of our business.
+                    if !in_template && looks_like_manifest(raw) {
+                        let at = Location {
+                            file: file.to_string(),
+                            path: if multi {
+                                format!("document {}", i + 1)
+                            } else {
+                                String::new()
+                            },
+                        };
+                        self.found.problem(
+                            at,
+                            format!("not valid YAML/JSON, its images are not listed: {e}"),
+                        );
+                    } else {
+                        tracing::debug!("{file} {label}: unparseable document skipped: {e}");
+                    }
+                    continue;
+                }
+            };
+            self.scan_document(file, &label, &v, in_template);
+        }
+    }
+
+    fn scan_document(&mut self, file: &str, doc_label: &str, v: &Value, in_template: bool) {
+        let Some((kind, _)) = object_identity(v) else {
+            return; // not a Kubernetes object
+        };
+        let object = object_label(v, doc_label);
+        let ctx = DocCtx {
+            file,
+            object: &object,
+            in_template,
+        };
+        let mut path = String::new();
+        self.walk_containers(&ctx, v, &mut path);
+        self.kind_rules(&ctx, v, "");
+        // `List` kinds: each item is an object of its own for the kind-specific rules
+        // (containers were found by the walk above, which covers items too).
+        if kind == "List" || kind.ends_with("List") {
+            if let Some(Value::Sequence(items)) = v.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    if object_identity(item).is_some() {
+                        let inner = format!("items[{i}].");
+                        self.kind_rules(&ctx, item, &inner);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every `image` under a container list, at any depth.
+    fn walk_containers(&mut self, ctx: &DocCtx, v: &Value, path: &mut String) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    let Some(k) = k.as_str() else { continue };
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    if CONTAINER_LISTS.contains(&k) {
+                        if let Value::Sequence(items) = child {
+                            for (i, c) in items.iter().enumerate() {
+                                if let Some(img) = c.get("image") {
+                                    let at = ctx.at(&format!("{path}[{i}].image"));
+                                    self.candidate(ctx.in_template, at, img);
+                                }
+                            }
+                        }
+                    }
+                    self.walk_containers(ctx, child, path);
+                    path.truncate(len);
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, c) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    self.walk_containers(ctx, c, path);
+                    path.truncate(len);
+                }
+            }
+            Value::Tagged(t) => self.walk_containers(ctx, &t.value, path),
+            _ => {}
+        }
+    }
+
+    /// KOTS `Application` and troubleshoot collectors; `prefix` is the object's path in
+    /// the document (`items[2].` in a List).
+    fn kind_rules(&mut self, ctx: &DocCtx, obj: &Value, prefix: &str) {
+        let Some((kind, api)) = object_identity(obj) else {
+            return;
+        };
+        let group = api.split('/').next().unwrap_or("");
+        let spec = obj.get("spec");
+        if group == "kots.io" && kind == "Application" {
+            if let Some(Value::Sequence(list)) = spec.and_then(|s| s.get("additionalImages")) {
+                for (i, img) in list.iter().enumerate() {
+                    let at = ctx.at(&format!("{prefix}spec.additionalImages[{i}]"));
+                    self.candidate(ctx.in_template, at, img);
+                }
+            }
+            if let Some(Value::Sequence(list)) = spec.and_then(|s| s.get("excludedImages")) {
+                for (i, img) in list.iter().enumerate() {
+                    let at = ctx.at(&format!("{prefix}spec.excludedImages[{i}]"));
+                    if let Some(r) = self.check(ctx.in_template, &at, img) {
+                        self.excluded.push((r, at));
+                    }
+                }
+            }
+        }
+        if group == "troubleshoot.sh" || group == "troubleshoot.replicated.com" {
+            for list_key in COLLECTOR_LISTS {
+                let Some(Value::Sequence(list)) = spec.and_then(|s| s.get(list_key)) else {
+                    continue;
+                };
+                // Each item is `{<collectorType>: {...}}`; the types that run a pod say
+                // `image` (run, copyFromHost, ...) or list `images` (registryImages).
+                for (i, item) in list.iter().enumerate() {
+                    let Value::Mapping(m) = item else { continue };
+                    for (ctype, body) in m {
+                        let Some(ctype) = ctype.as_str() else {
+                            continue;
+                        };
+                        let base = format!("{prefix}spec.{list_key}[{i}].{ctype}");
+                        if let Some(img) = body.get("image") {
+                            let at = ctx.at(&format!("{base}.image"));
+                            self.candidate(ctx.in_template, at, img);
+                        }
+                        if let Some(Value::Sequence(imgs)) = body.get("images") {
+                            for (j, img) in imgs.iter().enumerate() {
+                                let at = ctx.at(&format!("{base}.images[{j}]"));
+                                self.candidate(ctx.in_template, at, img);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `v` if it is a valid reference; otherwise records why not.
+    fn candidate(&mut self, in_template: bool, at: Location, v: &Value) {
+        if let Some(r) = self.check(in_template, &at, v) {
+            self.found.add(r, at);
+        }
+    }
+
+    /// Parses a reference value, recording a problem when it is not one.
+    fn check(&mut self, in_template: bool, at: &Location, v: &Value) -> Option<Reference> {
+        let s = match v {
+            Value::String(s) => s.as_str(),
+            Value::Null => {
+                self.found.problem(at.clone(), "image is empty");
+                return None;
+            }
+            Value::Tagged(t) => return self.check(in_template, at, &t.value),
+            _ => {
+                self.found.problem(at.clone(), "image is not a string");
+                return None;
+            }
+        };
+        self.check_str(in_template, at, s)
+    }
+
+    fn check_str(&mut self, in_template: bool, at: &Location, s: &str) -> Option<Reference> {
+        if s.is_empty() {
+            self.found.problem(at.clone(), "image is empty");
+            return None;
+        }
+        if is_templated(s) {
+            if in_template {
+                tracing::debug!("{at}: templated image {s:?} in a Helm template (values cover it)");
+            } else {
+                self.found.problem(
+                    at.clone(),
+                    format!(
+                        "templated image {s:?} is only known at install time; not listed \
+                         (add the image it renders to with --image or --images-file)"
+                    ),
+                );
+            }
+            return None;
+        }
+        match Reference::parse(s) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.found
+                    .problem(at.clone(), format!("{e}; not listed (fix the manifest)"));
+                None
+            }
+        }
+    }
+
+    /// A chart's `values.yaml`: the common `image` value shapes at any depth.
+    fn scan_values(&mut self, file: &str, data: &[u8], app_version: Option<&str>) {
+        let Ok(text) = std::str::from_utf8(data) else {
+            tracing::debug!("{file}: not UTF-8, skipped");
+            return;
+        };
+        for (i, (_, parsed)) in yaml_documents(text).into_iter().enumerate() {
+            match parsed {
+                Ok(v) => {
+                    let mut path = String::new();
+                    self.walk_values(file, &v, &mut path, app_version);
+                }
+                Err(e) => self.found.problem(
+                    Location {
+                        file: file.to_string(),
+                        path: if i > 0 {
+                            format!("document {}", i + 1)
+                        } else {
+                            String::new()
+                        },
+                    },
+                    format!("chart values are not valid YAML, their images are not listed: {e}"),
+                ),
+            }
+        }
+    }
+
+    fn walk_values(&mut self, file: &str, v: &Value, path: &mut String, app_version: Option<&str>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    let Some(k) = k.as_str() else { continue };
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    if k == "image" {
+                        let at = Location {
+                            file: file.to_string(),
+                            path: path.clone(),
+                        };
+                        self.values_image(at, m, child, app_version);
+                    }
+                    self.walk_values(file, child, path, app_version);
+                    path.truncate(len);
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, c) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    self.walk_values(file, c, path, app_version);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// One `image:` value in chart values. Values that are not image-shaped (`image:
+    /// {pullPolicy: ..}` alone, booleans) are someone else's settings: ignored.
+    fn values_image(
+        &mut self,
+        at: Location,
+        parent: &serde_yaml_ng::Mapping,
+        v: &Value,
+        app_version: Option<&str>,
+    ) {
+        match v {
+            // `image: repo[:tag]`, sometimes with a sibling `imageTag:`.
+            Value::String(s) if !s.is_empty() => {
+                let tag = parent.get("imageTag").and_then(scalar_string);
+                let s = match tag {
+                    Some(t) if !s.contains(':') && !s.contains('@') && !t.is_empty() => {
+                        format!("{s}:{t}")
+                    }
+                    _ => s.clone(),
+                };
+                if let Some(r) = self.check_str(false, &at, &s) {
+                    self.found.add(r, at);
+                }
+            }
+            Value::Mapping(m) => {
+                let field = |k: &str| m.get(k).and_then(scalar_string).filter(|s| !s.is_empty());
+                let Some(repository) = field("repository") else {
+                    return;
+                };
+                let registry = field("registry");
+                let digest = field("digest");
+                let tag = field("tag").or_else(|| {
+                    if digest.is_none() {
+                        app_version.map(str::to_string)
+                    } else {
+                        None
+                    }
+                });
+                if tag.is_none() && digest.is_none() {
+                    self.found.problem(
+                        at,
+                        format!(
+                            "image {repository:?} has no tag or digest and the chart has no \
+                             appVersion; not listed (add it with --image)"
+                        ),
+                    );
+                    return;
+                }
+                let mut s = match registry {
+                    Some(reg) => format!("{}/{repository}", reg.trim_end_matches('/')),
+                    None => repository,
+                };
+                if let Some(t) = tag {
+                    s.push(':');
+                    s.push_str(&t);
+                }
+                if let Some(d) = digest {
+                    s.push('@');
+                    s.push_str(&d);
+                }
+                if let Some(r) = self.check_str(false, &at, &s) {
+                    self.found.add(r, at);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Strings, and numbers/booleans as YAML wrote them (`tag: 7` is a tag).
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn is_templated(s: &str) -> bool {
+    s.contains("{{") || s.contains("}}")
+}
+
+/// `(kind, apiVersion)` of a Kubernetes object.
+fn object_identity(v: &Value) -> Option<(&str, &str)> {
+    let kind = v.get("kind")?.as_str()?;
+    let api = v.get("apiVersion")?.as_str()?;
+    Some((kind, api))
+}
+
+/// `Deployment/web` (plus `(document N)` in multi-document files).
+fn object_label(v: &Value, doc_label: &str) -> String {
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("?");
+    let meta = v.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name").or_else(|| m.get("generateName")))
+        .and_then(scalar_string);
+    let mut s = match name {
+        Some(n) => format!("{kind}/{n}"),
+        None => kind.to_string(),
+    };
+    if !doc_label.is_empty() {
+        s.push(' ');
+        s.push_str(doc_label);
+    }
+    s
+}
+
+fn looks_like_manifest(raw: &str) -> bool {
+    let has = |key: &str| raw.lines().any(|l| l.trim_start().starts_with(key));
+    has("apiVersion:") && has("kind:")
+}
+
+fn chart_app_version(data: &[u8]) -> Option<String> {
+    let v: Value = serde_yaml_ng::from_slice(data).ok()?;
+    v.get("appVersion")
+        .and_then(scalar_string)
+        .filter(|s| !s.is_empty() && !is_templated(s))
+}
+
+type Parsed<'a> = (&'a str, Result<Value, String>);
+
+/// Splits a YAML stream into its documents and parses each on its own, so one broken
+/// document does not hide the others. Empty and comment-only documents are dropped, and
+/// so are `null` ones.
+fn yaml_documents(text: &str) -> Vec<Parsed<'_>> {
+    split_yaml(text)
+        .into_iter()
+        .filter(|raw| {
+            raw.lines().any(|l| {
+                let t = l.trim();
+                !t.is_empty() && !t.starts_with('#') && !l.starts_with('%')
+            })
+        })
+        .filter_map(|raw| {
+            let parsed = parse_yaml(raw);
+            match parsed {
+                Ok(Value::Null) => None,
+                other => Some((raw, other)),
+            }
+        })
+        .collect()
+}
+
+fn parse_yaml(raw: &str) -> Result<Value, String> {
+    // CRLF files: the parser copes, but a stray `\r` would end up in scalars.
+    let owned;
+    let raw = if raw.contains('\r') {
+        owned = raw.replace("\r\n", "\n");
+        owned.as_str()
+    } else {
+        raw
+    };
+    // Directives (`%YAML 1.2`) belong to the stream, not to one document.
+    let body: String;
+    let raw = if raw.lines().any(|l| l.starts_with('%')) {
+        body = raw
+            .lines()
+            .filter(|l| !l.starts_with('%'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        body.as_str()
+    } else {
+        raw
+    };
+    let mut v = Value::deserialize(serde_yaml_ng::Deserializer::from_str(raw))
+        .map_err(|e| e.to_string())?;
+    v.apply_merge().map_err(|e| format!("merge key: {e}"))?;
+    Ok(v)
+}
+
+/// The documents of a YAML stream, separated by `---` (which may carry content after it
+/// on its line) and ended by `...`. Markers are only at column 0, as YAML requires.
+fn split_yaml(text: &str) -> Vec<&str> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let is_start = content == "---"
+            || (content.starts_with("---")
+                && content[3..].starts_with([' ', '\t']));
+        let is_end = content == "..." || content.starts_with("... ");
+        if is_start || is_end {
+            docs.push(&text[start..pos]);
+            start = if is_start {
+                pos + 3 // the rest of a `--- ` line is the next document's start
+            } else {
+                pos + line.len()
+            };
+        }
+        pos += line.len();
+    }
+    docs.push(&text[start..]);
+    docs
+}
+
+/// A JSON file: one value or a stream of them (`{..}{..}`, or one per line).
+fn json_documents(text: &str) -> Vec<Parsed<'_>> {
+    let mut out = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    loop {
+        let offset = stream.byte_offset();
+        match stream.next() {
+            None => break,
+            Some(Ok(j)) => {
+                let raw = &text[offset..stream.byte_offset()];
+                let v = serde_yaml_ng::to_value(j).map_err(|e| e.to_string());
+                if !matches!(v, Ok(Value::Null)) {
+                    out.push((raw, v));
+                }
+            }
+            Some(Err(e)) => {
+                // A JSON stream cannot be resynchronized after an error.
+                out.push((&text[offset..], Err(e.to_string())));
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, text: &str) -> ManifestFile {
+        ManifestFile {
+            path: path.into(),
+            data: text.as_bytes().to_vec(),
+        }
+    }
+
+    fn refs(d: &Discovery) -> Vec<String> {
+        d.references().iter().map(|r| r.to_string()).collect()
+    }
+
+    #[test]
+    fn splits_documents_at_markers_only_at_column_zero() {
+        let docs = split_yaml("a: 1\n---\nb: |\n  ---\n  x\n--- {c: 3}\n...\n# tail\n");
+        assert_eq!(docs.len(), 4, "{docs:?}");
+        assert_eq!(docs[0], "a: 1\n");
+        assert!(docs[1].contains("  ---"), "{docs:?}");
+        assert_eq!(docs[2].trim(), "{c: 3}");
+        assert_eq!(
+            yaml_documents("---\n---\n# only a comment\n---\nnull\n").len(),
+            0
+        );
+    }
+
+    #[test]
+    fn finds_containers_at_any_depth_with_paths() {
+        let d = discover(&[file(
+            "app/cron.yaml",
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: tick}\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          initContainers: [{name: i, image: busybox:1.36}]\n          containers: [{name: c, image: 'quay.io/x/y:2'}]\n",
+        )]);
+        assert_eq!(
+            refs(&d),
+            ["docker.io/library/busybox:1.36", "quay.io/x/y:2"]
+        );
+        let r = Reference::parse("quay.io/x/y:2").unwrap();
+        assert_eq!(
+            d.images[&r][0].to_string(),
+            "app/cron.yaml: CronJob/tick: spec.jobTemplate.spec.template.spec.containers[0].image"
+        );
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+    }
+
+    #[test]
+    fn non_kubernetes_yaml_is_skipped_quietly() {
+        let d = discover(&[
+            file("config.yaml", "containers: [{image: nginx}]\n"),
+            file("broken-notes.yaml", "this: [is not: yaml\n"),
+            file("README.md", "image: nginx"),
+        ]);
+        assert!(d.images.is_empty());
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+    }
+
+    #[test]
+    fn broken_manifest_is_a_problem_but_not_fatal() {
+        let d = discover(&[file(
+            "x.yaml",
+            "apiVersion: v1\nkind: Pod\nspec: [oops\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec: {containers: [{image: redis}]}\n",
+        )]);
+        assert_eq!(refs(&d), ["docker.io/library/redis:latest"]);
+        assert_eq!(d.problems.len(), 1);
+        assert!(d.problems[0]
+            .to_string()
+            .starts_with("x.yaml: document 1: not valid"));
+    }
+
+    #[test]
+    fn templated_and_invalid_refs_are_problems() {
+        let d = discover(&[file(
+            "p.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - image: 'repl{{ LocalImageName \"x\" }}'\n  - image: Nginx\n  - image: ''\n  - image:\n  - image: ok:1\n",
+        )]);
+        assert_eq!(refs(&d), ["docker.io/library/ok:1"]);
+        let msgs: Vec<String> = d.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(msgs[0].starts_with("p.yaml: Pod/p: spec.containers[0].image: templated"));
+        assert!(msgs[1].contains("containers[1]") && msgs[1].contains("lowercase"));
+        assert!(msgs[2].contains("containers[2]") && msgs[2].contains("empty"));
+        assert!(msgs[3].contains("containers[3]") && msgs[3].contains("empty"));
+    }
+
+    #[test]
+    fn kots_application_adds_then_excludes_last() {
+        let d = discover(&[
+            file(
+                "a.yaml",
+                "apiVersion: kots.io/v1beta1\nkind: Application\nmetadata: {name: a}\nspec:\n  additionalImages: [extra:1, 'quay.io/a/b:2']\n  excludedImages: [docker.io/library/skip:3]\n",
+            ),
+            file(
+                "z.yaml",
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{image: skip:3}, {image: keep:4}]}\n",
+            ),
+        ]);
+        assert_eq!(
+            refs(&d),
+            [
+                "docker.io/library/extra:1",
+                "docker.io/library/keep:4",
+                "quay.io/a/b:2"
+            ]
+        );
+    }
+
+    #[test]
+    fn exclude_by_tag_removes_digest_pinned_too() {
+        let dg = format!("sha256:{}", "b".repeat(64));
+        let mut d = Discovery::default();
+        let at = Location {
+            file: "f".into(),
+            path: String::new(),
+        };
+        d.add(Reference::parse(&format!("x:1@{dg}")).unwrap(), at.clone());
+        d.add(Reference::parse("x:2").unwrap(), at.clone());
+        assert!(!d.exclude(&Reference::parse("x:3").unwrap()));
+        assert!(d.exclude(&Reference::parse("docker.io/library/x:1").unwrap()));
+        assert_eq!(refs(&d), ["docker.io/library/x:2"]);
+    }
+
+    #[test]
+    fn helm_values_shapes() {
+        let d = discover(&[
+            file("chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 1.0.0\nappVersion: \"2.5\"\n"),
+            file(
+                "chart/values.yaml",
+                "image: {registry: ghcr.io, repository: o/app, tag: 1}\nsidecar:\n  image: {repository: bitnami/redis}\nlist:\n- image: busybox:1\nother:\n  image: {pullPolicy: Always}\nplaceholder: {image: ''}\n",
+            ),
+            file(
+                "chart/templates/dep.yaml",
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {template: {spec: {containers: [{image: '{{ .Values.image.repository }}'}]}}}\n",
+            ),
+        ]);
+        assert_eq!(
+            refs(&d),
+            [
+                "docker.io/bitnami/redis:2.5",
+                "docker.io/library/busybox:1",
+                "ghcr.io/o/app:1"
+            ]
+        );
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+    }
+
+    #[test]
+    fn images_file_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("images.txt");
+        std::fs::write(&p, "# header\nnginx\n\n  quay.io/a/b:1  # pinned\n").unwrap();
+        let got: Vec<String> = read_images_file(&p)
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(got, ["docker.io/library/nginx:latest", "quay.io/a/b:1"]);
+        std::fs::write(&p, "nginx\nBad/Name\n").unwrap();
+        let e = format!("{:#}", read_images_file(&p).unwrap_err());
+        assert!(
+            e.contains("images.txt line 2") && e.contains("lowercase"),
+            "{e}"
+        );
+    }
 }
