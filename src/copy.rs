@@ -472,7 +472,7 @@ pub async fn copy_images(
     }
     // Largest first: the long transfers start early and small ones fill the gaps.
     let mut groups: Vec<_> = groups.into_values().collect();
-    groups.sort_by(|a, b| b.0.size.cmp(&a.0.size));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.0.size));
     let copied = AtomicUsize::new(0);
     let existed = AtomicUsize::new(0);
     let mounted = AtomicUsize::new(0);

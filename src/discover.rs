@@ -758,8 +758,7 @@ fn split_yaml(text: &str) -> Vec<&str> {
     for line in text.split_inclusive('\n') {
         let content = line.trim_end_matches(['\n', '\r']);
         let is_start = content == "---"
-            || (content.starts_with("---")
-                && content[3..].starts_with([' ', '\t']));
+            || (content.starts_with("---") && content[3..].starts_with([' ', '\t']));
         let is_end = content == "..." || content.starts_with("... ");
         if is_start || is_end {
             docs.push(&text[start..pos]);

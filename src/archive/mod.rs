@@ -189,23 +189,6 @@ pub(crate) fn check_entry_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entry_names() {
-        assert!(check_entry_name("kots-bundle.json").is_ok());
-        assert!(check_entry_name("upstream/a/b.yaml").is_ok());
-        assert!(check_entry_name(&Digest::of(b"x").layout_path()).is_ok());
-        assert!(check_entry_name("../etc/passwd").is_err());
-        assert!(check_entry_name("/etc/passwd").is_err());
-        assert!(check_entry_name("upstream/../../x").is_err());
-        assert!(check_entry_name("blobs/sha256/nothex").is_err());
-        assert!(check_entry_name("other.txt").is_err());
-    }
-}
-
 /// Begins an archive for `images`: writes the metadata, `oci-layout`, `index.json` and the
 /// upstream files, and returns the writer ready for the blobs (which the copy engine adds).
 pub fn start(
@@ -302,4 +285,21 @@ pub(crate) fn now_rfc3339() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names() {
+        assert!(check_entry_name("kots-bundle.json").is_ok());
+        assert!(check_entry_name("upstream/a/b.yaml").is_ok());
+        assert!(check_entry_name(&Digest::of(b"x").layout_path()).is_ok());
+        assert!(check_entry_name("../etc/passwd").is_err());
+        assert!(check_entry_name("/etc/passwd").is_err());
+        assert!(check_entry_name("upstream/../../x").is_err());
+        assert!(check_entry_name("blobs/sha256/nothex").is_err());
+        assert!(check_entry_name("other.txt").is_err());
+    }
 }
