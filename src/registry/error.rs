@@ -24,6 +24,10 @@ impl Action {
     }
 }
 
+/// Compact text for error fields: errors travel in every `Result` of the copy engine, so
+/// they are kept small (clippy's `result_large_err`).
+pub type Text = Box<str>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// No HTTP answer at all: DNS, refused connection, TLS handshake, timeout.
@@ -41,11 +45,11 @@ pub enum RegistryError {
         fmt_detail(code, message)
     )]
     Credentials {
-        registry: String,
-        user: Option<String>,
+        registry: Text,
+        user: Option<Text>,
         status: u16,
-        code: Option<String>,
-        message: Option<String>,
+        code: Option<Text>,
+        message: Option<Text>,
     },
     /// The registry wants credentials and none were found.
     #[error(
@@ -53,10 +57,10 @@ pub enum RegistryError {
         fmt_detail(code, message)
     )]
     LoginRequired {
-        registry: String,
+        registry: Text,
         status: u16,
-        code: Option<String>,
-        message: Option<String>,
+        code: Option<Text>,
+        message: Option<Text>,
     },
     /// Authenticated, but not allowed to do this on this repository.
     #[error(
@@ -64,13 +68,13 @@ pub enum RegistryError {
         fmt_detail(code, message)
     )]
     Denied {
-        registry: String,
-        repository: String,
+        registry: Text,
+        repository: Text,
         action: &'static str,
         status: u16,
-        code: Option<String>,
-        message: Option<String>,
-        hint: String,
+        code: Option<Text>,
+        message: Option<Text>,
+        hint: Text,
     },
     /// A manifest, blob or repository that is not there.
     #[error(
@@ -78,28 +82,28 @@ pub enum RegistryError {
         fmt_detail(code, message)
     )]
     NotFound {
-        registry: String,
-        repository: String,
-        what: String,
+        registry: Text,
+        repository: Text,
+        what: Text,
         status: u16,
-        code: Option<String>,
-        message: Option<String>,
-        hint: String,
+        code: Option<Text>,
+        message: Option<Text>,
+        hint: Text,
     },
     /// Any other unexpected status.
     #[error(
-        "registry {registry} answered {method} {path} with HTTP {status}{}{hint}",
+        "registry {registry} answered {request} with HTTP {status}{}{hint}",
         fmt_detail(code, message)
     )]
     Status {
-        registry: String,
-        repository: String,
-        method: String,
-        path: String,
+        registry: Text,
+        repository: Text,
+        /// `METHOD /path` (no query).
+        request: Text,
         status: u16,
-        code: Option<String>,
-        message: Option<String>,
-        hint: String,
+        code: Option<Text>,
+        message: Option<Text>,
+        hint: &'static str,
     },
     /// The registry answered, but not with what the protocol (or the digest) promised.
     #[error("registry {registry}, repository {repository}: {why}")]
@@ -148,7 +152,7 @@ impl RegistryError {
     }
 }
 
-fn fmt_detail(code: &Option<String>, message: &Option<String>) -> String {
+fn fmt_detail(code: &Option<Text>, message: &Option<Text>) -> String {
     match (code, message) {
         (Some(c), Some(m)) => format!(": {c}: {m}"),
         (Some(c), None) => format!(": {c}"),
@@ -234,15 +238,17 @@ pub(crate) fn from_response(ctx: &Context<'_>, status: u16, body: &[u8]) -> Regi
         let line = text.lines().map(str::trim).find(|l| !l.is_empty());
         message = line.map(|l| l.chars().take(200).collect());
     }
-    let registry = ctx.registry.to_string();
-    let repository = ctx.repository.to_string();
+    let (code, message): (Option<Text>, Option<Text>) =
+        (code.map(Into::into), message.map(Into::into));
+    let registry: Text = ctx.registry.into();
+    let repository: Text = ctx.repository.into();
     let first_component = ctx.repository.split('/').next().unwrap_or(ctx.repository);
 
     if status == 401 {
         return match ctx.user {
             Some(u) => RegistryError::Credentials {
                 registry,
-                user: Some(u.to_string()),
+                user: Some(u.into()),
                 status,
                 code,
                 message,
@@ -272,7 +278,7 @@ pub(crate) fn from_response(ctx: &Context<'_>, status: u16, body: &[u8]) -> Regi
             status,
             code,
             message,
-            hint,
+            hint: hint.into(),
         };
     }
     if status == 404 || name_unknown {
@@ -293,23 +299,22 @@ pub(crate) fn from_response(ctx: &Context<'_>, status: u16, body: &[u8]) -> Regi
         return RegistryError::NotFound {
             registry,
             repository,
-            what,
+            what: what.into(),
             status,
             code,
             message,
-            hint,
+            hint: hint.into(),
         };
     }
     let hint = match status {
-        429 => "; the registry is rate limiting: wait and try again, or log in (anonymous pulls have lower limits)".to_string(),
-        s if s >= 500 => "; the registry failed: try again later or check its logs".to_string(),
-        _ => String::new(),
+        429 => "; the registry is rate limiting: wait and try again, or log in (anonymous pulls have lower limits)",
+        s if s >= 500 => "; the registry failed: try again later or check its logs",
+        _ => "",
     };
     RegistryError::Status {
         registry,
         repository,
-        method: ctx.method.to_string(),
-        path: ctx.path.to_string(),
+        request: format!("{} {}", ctx.method, ctx.path).into(),
         status,
         code,
         message,
@@ -403,6 +408,12 @@ mod tests {
         assert!(s.contains("try again later"), "{s}");
         let s = from_response(&ctx(Action::Pull, None), 429, b"").to_string();
         assert!(s.contains("rate limiting"), "{s}");
+    }
+
+    #[test]
+    fn stays_small() {
+        // Every copy-engine Result carries it; clippy's result_large_err limit is 128.
+        assert!(std::mem::size_of::<RegistryError>() <= 112);
     }
 
     #[test]

@@ -551,7 +551,7 @@ impl Client {
             Challenge::Basic => {
                 let Some(secret) = secret else {
                     return Err(RegistryError::LoginRequired {
-                        registry: registry.to_string(),
+                        registry: registry.into(),
                         status: 401,
                         code: None,
                         message: None,
