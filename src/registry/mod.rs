@@ -1,87 +1,799 @@
-//! TEMPORARY stub with the agreed API; replaced by the registry branch.
-#![allow(unused_variables, dead_code)]
+//! The OCI distribution registry client: manifests and blobs over HTTP(S), one [`Client`]
+//! (and one connection pool) for every registry a command talks to.
+//!
+//! Each HTTP concern has its own file, like go-containerregistry's `remote/transport`:
+//! [`scheme`] (HTTPS, or plain HTTP on loopback), [`auth`] (challenges, Basic, Bearer
+//! tokens), [`keychain`] (docker config and credential helpers), [`retry`] (what is retried
+//! and how long to wait), [`error`] (registry error bodies as typed errors), [`mirror`]
+//! (pull-through mirrors), [`blob`] (streamed, verified, resumable blob reads) and
+//! [`transport`] (the registry as a copy-engine source and destination).
+
+pub mod transport;
+
+mod auth;
+mod blob;
+mod error;
+mod keychain;
+mod mirror;
+mod retry;
+mod scheme;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::Stream;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 
+use crate::copy::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::digest::Digest;
 
+use auth::{Auth, Challenge};
+use error::Action;
+use retry::Attempt;
+
+pub use error::RegistryError;
+pub use mirror::{load_registries_conf, Mirror};
+pub use retry::RetryPolicy;
+
+/// A blob's bytes as they arrive.
 pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
-#[derive(Clone, Debug)]
+/// Manifests larger than this are refused: real ones are a few KiB, and a manifest is held
+/// in memory.
+pub const MAX_MANIFEST_SIZE: u64 = 16 * 1024 * 1024;
+
+/// Error bodies are read up to this much, for the message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A username and password (or token) for one registry. `Debug` never shows the password.
+#[derive(Clone)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct RetryPolicy {}
-
-#[derive(Clone, Debug)]
-pub struct Mirror {
-    pub prefix: String,
-    pub location: String,
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
+/// How to reach registries.
 #[derive(Clone, Debug, Default)]
 pub struct RegistryOptions {
+    /// Do not verify TLS certificates.
     pub insecure_skip_tls_verify: bool,
+    /// Extra CA certificates (PEM) trusted besides the system's.
     pub ca_files: Vec<PathBuf>,
+    /// Plain HTTP for every registry (else only loopback hosts may fall back to it).
     pub plain_http: bool,
+    /// Credentials for one host (from the flags); other hosts use docker's config.
     pub credentials: Option<(String, Credentials)>,
+    /// Where docker's `config.json` is (default `$DOCKER_CONFIG`, else `~/.docker`).
     pub docker_config_dir: Option<PathBuf>,
+    /// Read mirrors, tried in order before the primary location.
     pub mirrors: Vec<Mirror>,
     pub retry: RetryPolicy,
     pub user_agent: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("registry error")]
-pub struct RegistryError;
-
-impl Mirror {
-    pub fn parse(s: &str) -> Result<Mirror, RegistryError> {
-        todo!()
-    }
-}
-pub fn load_registries_conf(path: &std::path::Path) -> Result<Vec<Mirror>, RegistryError> {
-    todo!()
-}
-
-#[derive(Clone)]
-pub struct Client;
-
+/// A manifest as the registry stored it.
 pub struct Manifest {
     pub bytes: Bytes,
     pub media_type: String,
+    /// sha256 of `bytes` (verified against the reference when it is a digest).
     pub digest: Digest,
+}
+
+/// The talks to one registry so far: the scheme that worked and the auth it asks for.
+struct Endpoint {
+    registry: String,
+    /// `https://host[:port]`
+    base: Url,
+    insecure: bool,
+    challenge: Mutex<Challenge>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// For `insecure` mirrors: TLS not verified.
+    http_insecure: reqwest::Client,
+    opts: RegistryOptions,
+    insecure_hosts: HashSet<String>,
+    endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+    auth: Auth,
+}
+
+/// The registry client; cheap to clone (shares the connection pool, tokens, and what it
+/// learned about each registry).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// One request's description, for auth, retries and error messages.
+struct Call<'a> {
+    ep: &'a Endpoint,
+    repository: &'a str,
+    scopes: Vec<String>,
+    method: Method,
+    url: Url,
+    action: Action,
+    what: String,
+}
+
+impl Call<'_> {
+    fn label(&self) -> String {
+        format!("{} {}", self.method, auth::url_without_query(&self.url))
+    }
+}
+
+type Build<'a> = &'a (dyn Fn(RequestBuilder) -> RequestBuilder + Send + Sync);
+
+fn no_build(rb: RequestBuilder) -> RequestBuilder {
+    rb
 }
 
 impl Client {
     pub fn new(opts: RegistryOptions) -> Result<Client, RegistryError> {
-        todo!()
+        let mut roots = Vec::new();
+        for f in &opts.ca_files {
+            let pem = std::fs::read(f).map_err(|e| {
+                RegistryError::Config(format!("cannot read CA file {}: {e}", f.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    RegistryError::Config(format!(
+                        "CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                        f.display()
+                    ))
+                })?;
+            roots.extend(certs);
+        }
+        let build = |skip_verify: bool| {
+            let mut b = reqwest::Client::builder()
+                .use_rustls_tls()
+                .connect_timeout(Duration::from_secs(30))
+                // Per read, not per request: a stalled blob body fails and resumes.
+                .read_timeout(Duration::from_secs(60))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .user_agent(
+                    opts.user_agent
+                        .clone()
+                        .unwrap_or_else(|| format!("kots-bundle/{}", env!("CARGO_PKG_VERSION"))),
+                )
+                .danger_accept_invalid_certs(skip_verify);
+            for c in &roots {
+                b = b.add_root_certificate(c.clone());
+            }
+            b.build()
+                .map_err(|e| RegistryError::Config(format!("cannot set up HTTP client: {e}")))
+        };
+        let http = build(opts.insecure_skip_tls_verify)?;
+        let http_insecure = build(true)?;
+        let insecure_hosts = opts
+            .mirrors
+            .iter()
+            .filter(|m| m.insecure)
+            .filter_map(|m| m.location.split('/').next().map(str::to_string))
+            .collect();
+        let explicit = opts.credentials.as_ref().map(|(host, c)| {
+            (
+                host.clone(),
+                keychain::Secret::Basic {
+                    username: c.username.clone(),
+                    password: c.password.clone(),
+                },
+            )
+        });
+        let auth = Auth::new(explicit, opts.docker_config_dir.clone());
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                http_insecure,
+                opts,
+                insecure_hosts,
+                endpoints: Mutex::new(HashMap::new()),
+                auth,
+            }),
+        })
     }
+
+    fn http_for(&self, insecure: bool) -> &reqwest::Client {
+        if insecure {
+            &self.inner.http_insecure
+        } else {
+            &self.inner.http
+        }
+    }
+
+    fn policy(&self) -> &RetryPolicy {
+        &self.inner.opts.retry
+    }
+
+    /// The registry's endpoint, pinging it (`GET /v2/`) the first time: which scheme
+    /// answers, and which auth it asks for.
+    async fn endpoint(&self, registry: &str) -> Result<Arc<Endpoint>, RegistryError> {
+        if let Some(ep) = self.inner.endpoints.lock().unwrap().get(registry) {
+            return Ok(ep.clone());
+        }
+        let insecure = self.inner.insecure_hosts.contains(registry);
+        let host = scheme::api_host(registry);
+        let schemes = scheme::candidates(registry, self.inner.opts.plain_http, insecure);
+        let label = format!("GET {host}/v2/");
+        let (base, challenge) = retry::run(self.policy(), &label, || {
+            self.ping_schemes(registry, host, schemes, insecure)
+        })
+        .await?;
+        let ep = Arc::new(Endpoint {
+            registry: registry.to_string(),
+            base,
+            insecure,
+            challenge: Mutex::new(challenge),
+        });
+        self.inner
+            .endpoints
+            .lock()
+            .unwrap()
+            .insert(registry.to_string(), ep.clone());
+        Ok(ep)
+    }
+
+    /// One round of `GET /v2/` over each candidate scheme. A TLS or connection failure
+    /// moves on to the next scheme; if none answers like a registry, the first (HTTPS)
+    /// failure is the one reported, since that is what the user most likely has to fix.
+    async fn ping_schemes(
+        &self,
+        registry: &str,
+        host: &str,
+        schemes: &[&str],
+        insecure: bool,
+    ) -> Attempt<(Url, Challenge), RegistryError> {
+        let mut first: Option<(RegistryError, bool)> = None;
+        for scheme in schemes {
+            let base = match Url::parse(&format!("{scheme}://{host}/")) {
+                Ok(u) => u,
+                Err(e) => {
+                    return Attempt::Done(Err(RegistryError::Config(format!(
+                        "registry {registry:?} is not a host[:port]: {e}"
+                    ))))
+                }
+            };
+            let url = base.join("v2/").expect("static path");
+            match self.http_for(insecure).get(url.clone()).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    tracing::debug!(method = "GET", %url, status = status.as_u16(), "ping");
+                    if status.is_success() {
+                        return Attempt::Done(Ok((base, Challenge::Anonymous)));
+                    }
+                    if status == StatusCode::UNAUTHORIZED {
+                        let challenge = resp
+                            .headers()
+                            .get(reqwest::header::WWW_AUTHENTICATE)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(auth::parse_challenge)
+                            .unwrap_or(Challenge::Basic);
+                        return Attempt::Done(Ok((base, challenge)));
+                    }
+                    if let Some((e, retryable)) = first.take() {
+                        // HTTPS failed and plain HTTP answered like no registry would (a TLS
+                        // server says 400 to plain HTTP): the HTTPS problem is the real one.
+                        return if retryable {
+                            Attempt::Retry {
+                                why: e.to_string(),
+                                last: Err(e),
+                                after: None,
+                            }
+                        } else {
+                            Attempt::Done(Err(e))
+                        };
+                    }
+                    let after = retry::retry_after(resp.headers());
+                    let body = read_error_body(resp).await;
+                    let ctx = error::Context {
+                        registry,
+                        repository: "",
+                        method: "GET",
+                        path: "/v2/",
+                        action: Action::Pull,
+                        what: "the registry API (/v2/)",
+                        user: None,
+                    };
+                    let err = error::from_response(&ctx, status.as_u16(), &body);
+                    return if retry::is_retryable_status(status) {
+                        Attempt::Retry {
+                            why: format!("HTTP {}", status.as_u16()),
+                            last: Err(err),
+                            after,
+                        }
+                    } else {
+                        Attempt::Done(Err(err))
+                    };
+                }
+                Err(e) => {
+                    tracing::debug!(method = "GET", %url, error = %scheme::error_chain(&e), "ping failed");
+                    let tls = *scheme == "https" && scheme::is_tls_error(&e);
+                    let err = RegistryError::Unreachable {
+                        registry: registry.to_string(),
+                        url: url.to_string(),
+                        message: scheme::error_chain(&e),
+                        hint: if tls {
+                            scheme::tls_hint(registry)
+                        } else {
+                            String::new()
+                        },
+                    };
+                    // A TLS failure on loopback is expected for plain-HTTP registries; the
+                    // retry decision follows the connection kind, not the handshake.
+                    let retryable = !tls && retry::is_retryable_error(&e);
+                    if first.is_none() {
+                        first = Some((err, retryable));
+                    } else if let Some((_, r)) = &mut first {
+                        // Both failed: retry only if the later failure is transient too.
+                        *r = *r || retryable;
+                    }
+                }
+            }
+        }
+        let (e, retryable) = first.expect("at least one scheme");
+        if retryable {
+            Attempt::Retry {
+                why: e.to_string(),
+                last: Err(e),
+                after: None,
+            }
+        } else {
+            Attempt::Done(Err(e))
+        }
+    }
+
+    /// One try of a request, with auth: a 401 whose challenge can be met (a Bearer token,
+    /// perhaps for a wider scope) is answered once with fresh credentials.
+    async fn send_once(
+        &self,
+        call: &Call<'_>,
+        build: Build<'_>,
+    ) -> Attempt<Response, RegistryError> {
+        let ep = call.ep;
+        let mut scopes = call.scopes.clone();
+        let mut reauthed = false;
+        loop {
+            let challenge = ep.challenge.lock().unwrap().clone();
+            let authz = match self
+                .inner
+                .auth
+                .header(
+                    self.http_for(ep.insecure),
+                    self.policy(),
+                    &ep.registry,
+                    &challenge,
+                    &scopes,
+                )
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => return Attempt::Done(Err(e)),
+            };
+            let mut rb = build(
+                self.http_for(ep.insecure)
+                    .request(call.method.clone(), call.url.clone()),
+            );
+            if let Some(a) = &authz {
+                rb = rb.header(AUTHORIZATION, a.clone());
+            }
+            let resp = match rb.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(method = %call.method, url = %call.url, error = %scheme::error_chain(&e), "request failed");
+                    let err = self.unreachable(call, &e);
+                    return if retry::is_retryable_error(&e) {
+                        Attempt::Retry {
+                            why: scheme::error_chain(&e),
+                            last: Err(err),
+                            after: None,
+                        }
+                    } else {
+                        Attempt::Done(Err(err))
+                    };
+                }
+            };
+            let status = resp.status();
+            tracing::debug!(method = %call.method, url = %call.url, status = status.as_u16(), "registry");
+            if status == StatusCode::UNAUTHORIZED && !reauthed {
+                let new = resp
+                    .headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(auth::parse_challenge);
+                let retry_auth = match &new {
+                    Some(Challenge::Bearer { .. }) => true,
+                    // Anonymous at ping, Basic now: send the credentials we have.
+                    Some(Challenge::Basic) => authz.is_none(),
+                    _ => false,
+                };
+                if let (true, Some(new)) = (retry_auth, new) {
+                    self.inner.auth.invalidate(&ep.registry, &scopes);
+                    let stored = match new {
+                        Challenge::Bearer {
+                            realm,
+                            service,
+                            scope,
+                        } => {
+                            if let Some(s) = scope {
+                                auth::merge_scopes(&mut scopes, &s);
+                            }
+                            Challenge::Bearer {
+                                realm,
+                                service,
+                                scope: None,
+                            }
+                        }
+                        other => other,
+                    };
+                    *ep.challenge.lock().unwrap() = stored;
+                    reauthed = true;
+                    continue;
+                }
+            }
+            if retry::is_retryable_status(status) {
+                return Attempt::Retry {
+                    why: format!("HTTP {}", status.as_u16()),
+                    after: retry::retry_after(resp.headers()),
+                    last: Ok(resp),
+                };
+            }
+            return Attempt::Done(Ok(resp));
+        }
+    }
+
+    /// A request with retries; the answer may still be any status, for the caller to judge.
+    async fn send(&self, call: &Call<'_>, build: Build<'_>) -> Result<Response, RegistryError> {
+        let label = call.label();
+        retry::run(self.policy(), &label, || self.send_once(call, build)).await
+    }
+
+    /// Turns a try into a step of a bigger retried operation (an upload): a retryable
+    /// status becomes a retryable error for the whole operation.
+    async fn step<T>(
+        &self,
+        call: &Call<'_>,
+        a: Attempt<Response, RegistryError>,
+    ) -> Result<Response, Attempt<T, RegistryError>> {
+        match a {
+            Attempt::Done(Ok(r)) => Ok(r),
+            Attempt::Done(Err(e)) => Err(Attempt::Done(Err(e))),
+            Attempt::Retry { last, after, why } => {
+                let last = match last {
+                    Ok(resp) => Err(self.fail(call, resp).await),
+                    Err(e) => Err(e),
+                };
+                Err(Attempt::Retry { last, after, why })
+            }
+        }
+    }
+
+    fn unreachable(&self, call: &Call<'_>, e: &reqwest::Error) -> RegistryError {
+        let tls = call.url.scheme() == "https" && scheme::is_tls_error(e);
+        RegistryError::Unreachable {
+            registry: call.ep.registry.clone(),
+            url: auth::url_without_query(&call.url),
+            message: scheme::error_chain(e),
+            hint: if tls {
+                scheme::tls_hint(&call.ep.registry)
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    /// The typed error for an unexpected answer.
+    async fn fail(&self, call: &Call<'_>, resp: Response) -> RegistryError {
+        let status = resp.status().as_u16();
+        let body = read_error_body(resp).await;
+        let user = self.inner.auth.username(&call.ep.registry);
+        let method = call.method.to_string();
+        let ctx = error::Context {
+            registry: &call.ep.registry,
+            repository: call.repository,
+            method: &method,
+            path: call.url.path(),
+            action: call.action,
+            what: &call.what,
+            user: user.as_deref(),
+        };
+        error::from_response(&ctx, status, &body)
+    }
+
+    fn call<'a>(
+        &self,
+        ep: &'a Endpoint,
+        repository: &'a str,
+        method: Method,
+        path: &str,
+        action: Action,
+        what: String,
+    ) -> Result<Call<'a>, RegistryError> {
+        let url = ep.base.join(path).map_err(|e| RegistryError::Protocol {
+            registry: ep.registry.clone(),
+            repository: repository.to_string(),
+            why: format!("cannot build the URL for {path}: {e}"),
+        })?;
+        Ok(Call {
+            ep,
+            repository,
+            scopes: vec![auth::repo_scope(repository, action == Action::Push)],
+            method,
+            url,
+            action,
+            what,
+        })
+    }
+
+    /// The registry is reachable and the credentials for it (if any) are accepted.
     pub async fn ping(&self, registry: &str) -> Result<(), RegistryError> {
-        todo!()
+        let ep = self.endpoint(registry).await?;
+        let challenge = ep.challenge.lock().unwrap().clone();
+        let secret = self.inner.auth.secret(registry)?;
+        match challenge {
+            Challenge::Anonymous => Ok(()),
+            Challenge::Basic => {
+                let Some(secret) = secret else {
+                    return Err(RegistryError::LoginRequired {
+                        registry: registry.into(),
+                        status: 401,
+                        code: None,
+                        message: None,
+                    });
+                };
+                let call = self.call(
+                    &ep,
+                    "",
+                    Method::GET,
+                    "/v2/",
+                    Action::Pull,
+                    "the registry API".into(),
+                )?;
+                let call = Call {
+                    scopes: Vec::new(),
+                    ..call
+                };
+                let resp = self.send(&call, &no_build).await?;
+                if resp.status().is_success() {
+                    return Ok(());
+                }
+                let status = resp.status().as_u16();
+                let body = read_error_body(resp).await;
+                let ctx = error::Context {
+                    registry,
+                    repository: "",
+                    method: "GET",
+                    path: "/v2/",
+                    action: Action::Pull,
+                    what: "the registry API (/v2/)",
+                    user: secret.username(),
+                };
+                Err(error::from_response(&ctx, status, &body))
+            }
+            Challenge::Bearer { realm, service, .. } => {
+                // A token without a resource scope proves the credentials on any token
+                // service (Docker Hub, Harbor, distribution's token auth).
+                auth::fetch_token(
+                    self.http_for(ep.insecure),
+                    self.policy(),
+                    registry,
+                    &realm,
+                    service.as_deref(),
+                    &[],
+                    secret.as_ref(),
+                )
+                .await
+                .map(|_| ())
+            }
+        }
     }
+
+    /// Reads through mirrors: each location in order until one answers; `accept` says
+    /// whether an answer is final (a mirror's "not found" moves on to the next location).
+    async fn read_through<T, F, Fut>(
+        &self,
+        registry: &str,
+        repository: &str,
+        image: String,
+        mut op: F,
+        accept: impl Fn(&T) -> bool,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut(mirror::Location) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
+        let locations = mirror::locations(&self.inner.opts.mirrors, registry, repository);
+        if locations.len() == 1 {
+            return op(locations.into_iter().next().unwrap()).await;
+        }
+        let mut attempts = Vec::new();
+        let n = locations.len();
+        for (i, loc) in locations.into_iter().enumerate() {
+            let name = loc.name();
+            match op(loc).await {
+                Ok(v) if accept(&v) || i + 1 == n => return Ok(v),
+                Ok(_) => {
+                    tracing::debug!(location = %name, "not in this mirror, trying the next location");
+                }
+                Err(e) => {
+                    tracing::debug!(location = %name, error = %e, "location failed, trying the next");
+                    attempts.push((name, e));
+                }
+            }
+        }
+        Err(RegistryError::AllLocationsFailed { image, attempts })
+    }
+
     pub async fn get_manifest(
         &self,
         registry: &str,
         repository: &str,
         reference: &str,
     ) -> Result<Manifest, RegistryError> {
-        todo!()
+        let image = image_name(registry, repository, reference);
+        self.read_through(
+            registry,
+            repository,
+            image,
+            |loc| async move {
+                self.get_manifest_at(&loc.registry, &loc.repository, reference)
+                    .await
+            },
+            |_| true,
+        )
+        .await
     }
+
+    async fn get_manifest_at(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Manifest, RegistryError> {
+        let ep = self.endpoint(registry).await?;
+        let call = self.call(
+            &ep,
+            repository,
+            Method::GET,
+            &format!("/v2/{repository}/manifests/{reference}"),
+            Action::Pull,
+            format!("manifest {reference}"),
+        )?;
+        let resp = self.send(&call, &accept_manifests).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.fail(&call, resp).await);
+        }
+        let protocol = |why: String| RegistryError::Protocol {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            why,
+        };
+        if resp.content_length().is_some_and(|l| l > MAX_MANIFEST_SIZE) {
+            return Err(protocol(format!(
+                "manifest {reference} is larger than {MAX_MANIFEST_SIZE} bytes; refusing it"
+            )));
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+            .filter(|v| !v.is_empty() && v != "application/octet-stream" && v != "text/plain");
+        let mut body = resp.bytes_stream();
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                protocol(format!(
+                    "reading manifest {reference}: {}",
+                    scheme::error_chain(&e)
+                ))
+            })?;
+            if (buf.len() + chunk.len()) as u64 > MAX_MANIFEST_SIZE {
+                return Err(protocol(format!(
+                    "manifest {reference} is larger than {MAX_MANIFEST_SIZE} bytes; refusing it"
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let bytes = buf.freeze();
+        let digest = Digest::of(&bytes);
+        if let Ok(expected) = reference.parse::<Digest>() {
+            if expected != digest {
+                return Err(protocol(format!(
+                    "manifest {reference} has content with digest {digest}: the registry served the wrong or corrupt bytes"
+                )));
+            }
+        }
+        let media_type = content_type
+            .or_else(|| crate::copy::sniff_media_type(&bytes))
+            .ok_or_else(|| {
+                protocol(format!(
+                    "manifest {reference} has no Content-Type and no recognizable mediaType"
+                ))
+            })?;
+        Ok(Manifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// The manifest's digest, or `None` when the registry does not have it.
     pub async fn head_manifest(
         &self,
         registry: &str,
         repository: &str,
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
-        todo!()
+        let image = image_name(registry, repository, reference);
+        self.read_through(
+            registry,
+            repository,
+            image,
+            |loc| async move {
+                self.head_manifest_at(&loc.registry, &loc.repository, reference)
+                    .await
+            },
+            Option::is_some,
+        )
+        .await
     }
+
+    async fn head_manifest_at(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let ep = self.endpoint(registry).await?;
+        let call = self.call(
+            &ep,
+            repository,
+            Method::HEAD,
+            &format!("/v2/{repository}/manifests/{reference}"),
+            Action::Pull,
+            format!("manifest {reference}"),
+        )?;
+        let resp = self.send(&call, &accept_manifests).await?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => return Err(self.fail(&call, resp).await),
+        }
+        let header = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<Digest>().ok());
+        match header {
+            Some(d) => Ok(Some(d)),
+            // Some registries omit the header on HEAD: hash the manifest instead.
+            None => Ok(Some(
+                self.get_manifest_at(registry, repository, reference)
+                    .await?
+                    .digest,
+            )),
+        }
+    }
+
+    /// The blob's bytes, streamed, checked against `digest` and `size` as they arrive, and
+    /// resumed with a Range request if the connection drops.
     pub async fn get_blob(
         &self,
         registry: &str,
@@ -89,16 +801,120 @@ impl Client {
         digest: &Digest,
         size: u64,
     ) -> Result<BlobStream, RegistryError> {
-        todo!()
+        let image = format!("{registry}/{repository}@{digest}");
+        let (ep, repo, body) = self
+            .read_through(
+                registry,
+                repository,
+                image,
+                |loc| async move {
+                    let ep = self.endpoint(&loc.registry).await?;
+                    let resp = self.open_blob(&ep, &loc.repository, digest, 0).await?;
+                    Ok((ep, loc.repository, resp))
+                },
+                |_| true,
+            )
+            .await?;
+        let stream = blob::Resuming::new(self.clone(), ep, repo, digest.clone(), size, body);
+        Ok(Box::pin(crate::digest::VerifyingStream::new(
+            stream.into_stream(),
+            digest.clone(),
+            size,
+        )))
     }
+
+    /// `GET` a blob from `offset` on; the answer must be 200 (from 0) or 206.
+    async fn open_blob(
+        &self,
+        ep: &Endpoint,
+        repository: &str,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<Response, RegistryError> {
+        let call = self.call(
+            ep,
+            repository,
+            Method::GET,
+            &format!("/v2/{repository}/blobs/{digest}"),
+            Action::Pull,
+            format!("blob {digest}"),
+        )?;
+        let range = format!("bytes={offset}-");
+        let build = move |rb: RequestBuilder| {
+            if offset > 0 {
+                rb.header(reqwest::header::RANGE, range.clone())
+            } else {
+                rb
+            }
+        };
+        let resp = self.send(&call, &build).await?;
+        match (offset, resp.status()) {
+            (0, StatusCode::OK) => Ok(resp),
+            (o, StatusCode::PARTIAL_CONTENT) if o > 0 => {
+                let start = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if start != Some(o) {
+                    return Err(RegistryError::Protocol {
+                        registry: ep.registry.clone(),
+                        repository: repository.to_string(),
+                        why: format!(
+                            "blob {digest}: asked to resume at byte {o}, the registry answered Content-Range starting at {start:?}"
+                        ),
+                    });
+                }
+                Ok(resp)
+            }
+            (o, StatusCode::OK) if o > 0 => Err(RegistryError::Protocol {
+                registry: ep.registry.clone(),
+                repository: repository.to_string(),
+                why: format!(
+                    "blob {digest}: the connection dropped at byte {o} and the registry ignored the Range request (HTTP 200, not 206), so the download cannot resume; try again"
+                ),
+            }),
+            _ => Err(self.fail(&call, resp).await),
+        }
+    }
+
     pub async fn blob_exists(
         &self,
         registry: &str,
         repository: &str,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        todo!()
+        let image = format!("{registry}/{repository}@{digest}");
+        self.read_through(
+            registry,
+            repository,
+            image,
+            |loc| async move {
+                let ep = self.endpoint(&loc.registry).await?;
+                let call = self.call(
+                    &ep,
+                    &loc.repository,
+                    Method::HEAD,
+                    &format!("/v2/{}/blobs/{digest}", loc.repository),
+                    Action::Pull,
+                    format!("blob {digest}"),
+                )?;
+                let resp = self.send(&call, &no_build).await?;
+                match resp.status() {
+                    StatusCode::OK => Ok(true),
+                    StatusCode::NOT_FOUND => Ok(false),
+                    _ => Err(self.fail(&call, resp).await),
+                }
+            },
+            |found| *found,
+        )
+        .await
     }
+
+    /// Cross-repository mount: `true` when the registry linked the blob, `false` when it
+    /// did not (the upload session it opened instead is cancelled).
     pub async fn mount_blob(
         &self,
         registry: &str,
@@ -106,8 +922,53 @@ impl Client {
         digest: &Digest,
         from_repository: &str,
     ) -> Result<bool, RegistryError> {
-        todo!()
+        let ep = self.endpoint(registry).await?;
+        let mut call = self.call(
+            &ep,
+            repository,
+            Method::POST,
+            &format!("/v2/{repository}/blobs/uploads/"),
+            Action::Push,
+            format!("blob {digest}"),
+        )?;
+        call.url
+            .query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", from_repository);
+        call.scopes.push(auth::repo_scope(from_repository, false));
+        let resp = self.send(&call, &empty_body).await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                if let Ok(loc) = location(&call, &resp) {
+                    self.cancel_upload(&ep, repository, loc).await;
+                }
+                Ok(false)
+            }
+            _ => Err(self.fail(&call, resp).await),
+        }
     }
+
+    /// Best effort: the registry expires abandoned sessions anyway.
+    async fn cancel_upload(&self, ep: &Endpoint, repository: &str, url: Url) {
+        let call = Call {
+            ep,
+            repository,
+            scopes: vec![auth::repo_scope(repository, true)],
+            method: Method::DELETE,
+            url,
+            action: Action::Push,
+            what: "upload session".into(),
+        };
+        if let Attempt::Done(Ok(resp)) | Attempt::Retry { last: Ok(resp), .. } =
+            self.send_once(&call, &no_build).await
+        {
+            tracing::debug!(status = resp.status().as_u16(), "cancelled upload session");
+        }
+    }
+
+    /// Uploads a blob: `POST` a session, then one `PUT` streaming `open()`. A failed upload
+    /// is retried from a new session with a fresh `open()`.
     pub async fn put_blob(
         &self,
         registry: &str,
@@ -116,8 +977,72 @@ impl Client {
         size: u64,
         open: &(dyn Fn() -> BlobStream + Send + Sync),
     ) -> Result<(), RegistryError> {
-        todo!()
+        let ep = self.endpoint(registry).await?;
+        let post = self.call(
+            &ep,
+            repository,
+            Method::POST,
+            &format!("/v2/{repository}/blobs/uploads/"),
+            Action::Push,
+            format!("blob {digest}"),
+        )?;
+        let label = format!("upload of {digest} to {}", post.label());
+        retry::run(self.policy(), &label, || async {
+            let resp = match self
+                .step(&post, self.send_once(&post, &empty_body).await)
+                .await
+            {
+                Ok(r) => r,
+                Err(a) => return a,
+            };
+            if resp.status() != StatusCode::ACCEPTED {
+                return Attempt::Done(Err(self.fail(&post, resp).await));
+            }
+            let mut url = match location(&post, &resp) {
+                Ok(u) => u,
+                Err(e) => return Attempt::Done(Err(e)),
+            };
+            url.query_pairs_mut().append_pair("digest", digest.as_str());
+            let put = Call {
+                ep: &ep,
+                repository,
+                scopes: post.scopes.clone(),
+                method: Method::PUT,
+                url,
+                action: Action::Push,
+                what: format!("blob {digest}"),
+            };
+            let build = |rb: RequestBuilder| {
+                rb.header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(open()))
+            };
+            let resp = match self.step(&put, self.send_once(&put, &build).await).await {
+                Ok(r) => r,
+                Err(a) => return a,
+            };
+            if resp.status() != StatusCode::CREATED {
+                return Attempt::Done(Err(self.fail(&put, resp).await));
+            }
+            if let Some(stored) = resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+            {
+                if stored.trim() != digest.as_str() {
+                    return Attempt::Done(Err(RegistryError::Protocol {
+                        registry: registry.to_string(),
+                        repository: repository.to_string(),
+                        why: format!("pushed blob {digest} but the registry stored it as {stored}"),
+                    }));
+                }
+            }
+            Attempt::Done(Ok(()))
+        })
+        .await
     }
+
+    /// Stores a manifest under `reference` (a tag or its digest); returns its digest.
     pub async fn put_manifest(
         &self,
         registry: &str,
@@ -126,10 +1051,147 @@ impl Client {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<Digest, RegistryError> {
-        todo!()
+        let ep = self.endpoint(registry).await?;
+        let call = self.call(
+            &ep,
+            repository,
+            Method::PUT,
+            &format!("/v2/{repository}/manifests/{reference}"),
+            Action::Push,
+            format!("manifest {reference}"),
+        )?;
+        let content_type =
+            HeaderValue::from_str(media_type).map_err(|_| RegistryError::Protocol {
+                registry: registry.to_string(),
+                repository: repository.to_string(),
+                why: format!("media type {media_type:?} is not a valid header value"),
+            })?;
+        let build = |rb: RequestBuilder| {
+            rb.header(CONTENT_TYPE, content_type.clone())
+                .body(bytes.clone())
+        };
+        let resp = self.send(&call, &build).await?;
+        if resp.status() != StatusCode::CREATED && resp.status() != StatusCode::OK {
+            return Err(self.fail(&call, resp).await);
+        }
+        let computed = Digest::of(&bytes);
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<Digest>().ok())
+            .unwrap_or(computed))
     }
+
+    /// Proves `repository` accepts pushes: opens an upload session and cancels it.
     pub async fn check_push(&self, registry: &str, repository: &str) -> Result<(), RegistryError> {
-        todo!()
+        let ep = self.endpoint(registry).await?;
+        let call = self.call(
+            &ep,
+            repository,
+            Method::POST,
+            &format!("/v2/{repository}/blobs/uploads/"),
+            Action::Push,
+            format!("repository {repository}"),
+        )?;
+        let resp = self.send(&call, &empty_body).await?;
+        match resp.status() {
+            StatusCode::ACCEPTED => {
+                let loc = location(&call, &resp)?;
+                self.cancel_upload(&ep, repository, loc).await;
+                Ok(())
+            }
+            StatusCode::CREATED => Ok(()),
+            _ => Err(self.fail(&call, resp).await),
+        }
     }
 }
-pub mod transport;
+
+fn accept_manifests(rb: RequestBuilder) -> RequestBuilder {
+    rb.header(
+        ACCEPT,
+        format!("{OCI_INDEX}, {OCI_MANIFEST}, {DOCKER_LIST}, {DOCKER_MANIFEST}"),
+    )
+}
+
+fn empty_body(rb: RequestBuilder) -> RequestBuilder {
+    rb.header(CONTENT_LENGTH, 0)
+}
+
+/// An upload's `Location`, which may be relative; its query (session state) is kept.
+fn location(call: &Call<'_>, resp: &Response) -> Result<Url, RegistryError> {
+    let raw = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| RegistryError::Protocol {
+            registry: call.ep.registry.clone(),
+            repository: call.repository.to_string(),
+            why: format!(
+                "{} answered {} without a Location for the upload session",
+                call.label(),
+                resp.status().as_u16()
+            ),
+        })?;
+    resp.url().join(raw).map_err(|e| RegistryError::Protocol {
+        registry: call.ep.registry.clone(),
+        repository: call.repository.to_string(),
+        why: format!("upload Location {raw:?} is not a URL: {e}"),
+    })
+}
+
+async fn read_error_body(resp: Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(Ok(chunk)) = body.next().await {
+        let room = MAX_ERROR_BODY - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    out
+}
+
+fn image_name(registry: &str, repository: &str, reference: &str) -> String {
+    if reference.starts_with("sha256:") {
+        format!("{registry}/{repository}@{reference}")
+    } else {
+        format!("{registry}/{repository}:{reference}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_debug_is_redacted() {
+        let c = Credentials {
+            username: "bob".into(),
+            password: "hunter2".into(),
+        };
+        let s = format!("{c:?}");
+        assert!(s.contains("bob") && !s.contains("hunter2"), "{s}");
+        let o = RegistryOptions {
+            credentials: Some(("reg".into(), c)),
+            ..RegistryOptions::default()
+        };
+        assert!(!format!("{o:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_ca_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ca.pem");
+        std::fs::write(&p, "not a certificate").unwrap();
+        let e = Client::new(RegistryOptions {
+            ca_files: vec![p.clone()],
+            ..RegistryOptions::default()
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("ca.pem") && e.contains("PEM"), "{e}");
+    }
+}

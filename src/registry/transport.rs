@@ -42,7 +42,7 @@ impl ImageSource for RegistrySource {
             client
                 .get_blob(&registry, &repository, &digest, size)
                 .await
-                .map_err(|e| std::io::Error::other(e))
+                .map_err(std::io::Error::other)
         };
         Box::pin(futures_util::stream::once(fetch).try_flatten())
     }

@@ -1,0 +1,103 @@
+//! Where a blob download resumes: a body stream that, when the connection drops mid-blob,
+//! asks again with `Range: bytes=N-` (within the retry budget) and carries on where it
+//! stopped. The caller wraps it in [`crate::digest::VerifyingStream`], so the hash runs
+//! across every resumed piece and nothing is ever buffered whole.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use reqwest::Response;
+
+use super::{Client, Endpoint};
+use crate::digest::Digest;
+
+pub(crate) struct Resuming {
+    client: Client,
+    ep: Arc<Endpoint>,
+    repository: String,
+    digest: Digest,
+    size: u64,
+    /// Bytes handed on so far: where a resumed request starts.
+    offset: u64,
+    resumes: u32,
+    body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
+}
+
+impl Resuming {
+    pub fn new(
+        client: Client,
+        ep: Arc<Endpoint>,
+        repository: String,
+        digest: Digest,
+        size: u64,
+        first: Response,
+    ) -> Resuming {
+        Resuming {
+            client,
+            ep,
+            repository,
+            digest,
+            size,
+            offset: 0,
+            resumes: 0,
+            body: Some(first.bytes_stream().boxed()),
+        }
+    }
+
+    pub fn into_stream(self) -> BoxStream<'static, io::Result<Bytes>> {
+        futures_util::stream::try_unfold(self, |st| st.next_chunk()).boxed()
+    }
+
+    async fn next_chunk(mut self) -> io::Result<Option<(Bytes, Resuming)>> {
+        loop {
+            let body = match &mut self.body {
+                Some(b) => b,
+                None => {
+                    let resp = self
+                        .client
+                        .open_blob(&self.ep, &self.repository, &self.digest, self.offset)
+                        .await
+                        .map_err(io::Error::other)?;
+                    self.body.insert(resp.bytes_stream().boxed())
+                }
+            };
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    self.offset += chunk.len() as u64;
+                    return Ok(Some((chunk, self)));
+                }
+                // The verifier judges whether the end came at the right size.
+                None => return Ok(None),
+                Some(Err(e)) => {
+                    let why = super::scheme::error_chain(&e);
+                    let policy = self.client.policy().clone();
+                    self.resumes += 1;
+                    let place = format!(
+                        "blob {} from {}/{}",
+                        self.digest, self.ep.registry, self.repository
+                    );
+                    if self.resumes >= policy.attempts.max(1) {
+                        return Err(io::Error::other(format!(
+                            "{place}: the connection dropped at byte {} of {} and {} attempts to resume failed: {why}",
+                            self.offset,
+                            self.size,
+                            self.resumes - 1
+                        )));
+                    }
+                    let delay = policy.backoff(self.resumes - 1);
+                    tracing::warn!(
+                        "{place}: connection dropped at byte {} of {} ({why}); resuming with Range in {:.1}s",
+                        self.offset,
+                        self.size,
+                        delay.as_secs_f64()
+                    );
+                    tokio::time::sleep(delay).await;
+                    self.body = None;
+                }
+            }
+        }
+    }
+}
