@@ -161,13 +161,14 @@ fn verify_exits_3_naming_a_flipped_blob() {
         export(&src, app.path(), &out, &["--compression", "none"]),
         "export",
     );
-    // Flip one byte inside the base layer's data (found by its position in the plain tar).
+    // Flip one byte inside the base layer's data (found by its tar header in the plain tar).
     let data = std::fs::read(&out).unwrap();
     let base = src.images[0].shared_base.clone().unwrap();
     let hex = &base["sha256:".len()..];
+    let entry = format!("blobs/sha256/{hex}");
     let at = data
-        .windows(hex.len())
-        .position(|w| w == hex.as_bytes())
+        .windows(entry.len())
+        .position(|w| w == entry.as_bytes())
         .unwrap();
     let mut bad = data.clone();
     bad[(at / 512 + 1) * 512 + 100] ^= 0xff;
