@@ -476,14 +476,22 @@ fn handle(
     let mut forward_auth = true;
     if let Some(b) = &mut f.bearer {
         if path == "/token" {
-            b.token_requests.push(
+            let form = String::from_utf8_lossy(&body).into_owned();
+            b.token_requests.push(if method == "POST" {
+                format!("POST {form}")
+            } else {
                 target
                     .split_once('?')
                     .map(|x| x.1.to_string())
-                    .unwrap_or_default(),
-            );
+                    .unwrap_or_default()
+            });
             let expected = format!("Basic {}", base64_encode(&format!("{}:{}", b.user, b.pass)));
-            if header("authorization") == Some(expected) {
+            // docker's identitytoken: the OAuth2 refresh-token grant, with the password
+            // standing in for the refresh token here.
+            let refresh = method == "POST"
+                && form.contains("grant_type=refresh_token")
+                && form.contains(&format!("refresh_token={}", b.pass));
+            if header("authorization") == Some(expected) || refresh {
                 // `access_token` (the OAuth2 name) only: the client must accept it.
                 let answer = format!(r#"{{"access_token":"{}","expires_in":300}}"#, b.token);
                 respond(
@@ -946,5 +954,120 @@ async fn bearer_tokens_from_docker_config_are_scoped_cached_and_refreshed() {
     assert!(
         e.contains("requires credentials") || e.contains("credentials"),
         "{e}"
+    );
+}
+
+/// A CA and a 127.0.0.1 server certificate signed by it, as PEM files in `dir`.
+fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    (ca_pem, cert_pem, key_pem)
+}
+
+#[tokio::test]
+async fn loopback_tls_registry_uses_https_with_the_given_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(certs.path());
+    let reg = TestRegistry::start_with(common::RegistryConfig {
+        tls: Some((cert, key)),
+        ..Default::default()
+    });
+    // With the CA: HTTPS on 127.0.0.1, no fall back to plain HTTP.
+    let c = client_with(RegistryOptions {
+        ca_files: vec![ca],
+        ..RegistryOptions::default()
+    });
+    c.ping(&reg.addr).await.unwrap();
+    let img = image(8);
+    push(&c, &reg.addr, "tls/app", "v1", &img).await;
+    assert_eq!(
+        c.head_manifest(&reg.addr, "tls/app", "v1").await.unwrap(),
+        Some(img.digest.clone())
+    );
+    // Without it: the TLS failure is reported with what to pass, not hidden by the plain
+    // HTTP fall back (which a TLS server answers with 400).
+    let e = client().ping(&reg.addr).await.err().unwrap().to_string();
+    assert!(e.contains(&reg.addr), "{e}");
+    assert!(e.contains("--registry-ca") && e.contains("https://"), "{e}");
+    // Skipping verification works too.
+    let c = client_with(RegistryOptions {
+        insecure_skip_tls_verify: true,
+        ..RegistryOptions::default()
+    });
+    assert_eq!(
+        c.get_manifest(&reg.addr, "tls/app", "v1")
+            .await
+            .unwrap()
+            .digest,
+        img.digest
+    );
+}
+
+#[tokio::test]
+async fn identity_token_is_exchanged_with_the_oauth2_refresh_grant() {
+    let reg = TestRegistry::start();
+    let img = image(9);
+    push(&client(), &reg.addr, "team/app", "v1", &img).await;
+    let proxy = Proxy::start(&reg.addr);
+    proxy.set(|f| {
+        f.bearer = Some(Bearer {
+            user: "unused".into(),
+            pass: "refresh-123".into(),
+            token: "tok-r".into(),
+            token_requests: Vec::new(),
+        })
+    });
+    let cfg = tempfile::tempdir().unwrap();
+    let config =
+        serde_json::json!({"auths": {proxy.addr.clone(): {"identitytoken": "refresh-123"}}});
+    std::fs::write(cfg.path().join("config.json"), config.to_string()).unwrap();
+    let c = client_with(RegistryOptions {
+        docker_config_dir: Some(cfg.path().to_path_buf()),
+        ..RegistryOptions::default()
+    });
+    c.ping(&proxy.addr).await.unwrap();
+    assert_eq!(
+        c.get_manifest(&proxy.addr, "team/app", "v1")
+            .await
+            .unwrap()
+            .digest,
+        img.digest
+    );
+    let reqs = proxy
+        .faults
+        .lock()
+        .unwrap()
+        .bearer
+        .as_ref()
+        .unwrap()
+        .token_requests
+        .clone();
+    assert!(
+        !reqs.is_empty()
+            && reqs
+                .iter()
+                .all(|r| r.starts_with("POST ") && r.contains("service=test-registry")),
+        "{reqs:?}"
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.contains("scope=repository%3Ateam%2Fapp%3Apull")),
+        "{reqs:?}"
     );
 }

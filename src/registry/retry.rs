@@ -85,16 +85,10 @@ pub(crate) fn is_retryable_error(e: &reqwest::Error) -> bool {
 }
 
 fn has_invalid_data_source(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::InvalidData {
-                return true;
-            }
-        }
-        cur = err.source();
-    }
-    false
+    super::scheme::causes(e).iter().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+    })
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from registries and falls back to

@@ -54,25 +54,32 @@ pub(crate) fn candidates(
     }
 }
 
+/// Every error in a chain, including the ones `std::io::Error` wraps: its `source()` skips
+/// its own payload, and hyper/rustls nest io errors inside io errors.
+pub(crate) fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        out.push(err);
+        cur = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    out
+}
+
 /// Whether a request failed in the TLS layer (handshake, certificate trust, a plain-HTTP
 /// server answering a ClientHello), as opposed to a refused connection or a timeout.
 pub(crate) fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.downcast_ref::<rustls::Error>().is_some() {
-            return true;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return true;
-            }
-        }
-        cur = err.source();
-    }
-    false
+    causes(e)
+        .iter()
+        .any(|c| c.downcast_ref::<rustls::Error>().is_some())
 }
 
 /// The hint for an HTTPS failure: how to trust the registry's certificate.
@@ -85,13 +92,11 @@ pub(crate) fn tls_hint(registry: &str) -> String {
 /// An error's message with its causes, `a: b: c` (reqwest's own message alone is terse).
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
+    for err in causes(e) {
         let s = err.to_string();
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }
-        cur = err.source();
     }
     parts.join(": ")
 }
