@@ -143,6 +143,12 @@ impl Check {
             });
         }
         self.hasher.update(data);
+        // Checked as soon as the declared size is reached, not at end of stream: an HTTP
+        // body with a Content-Length is never polled for its end, so a check left to EOF
+        // would never run on an upload, and the last chunk of a bad blob is withheld.
+        if self.hasher.len() == self.size {
+            self.finish()?;
+        }
         Ok(())
     }
 

@@ -45,7 +45,8 @@ pub struct Entry {
 impl Read for Entry {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() && self.check_frame_end {
+        // With the last byte, not at EOF: consumers that know the size never read past it.
+        if self.inner.limit() == 0 && self.check_frame_end {
             self.check_frame_end = false;
             let frame = self.inner.get_mut();
             let mut rest = [0u8; 513];
