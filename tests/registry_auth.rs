@@ -208,6 +208,18 @@ fn assert_no_secret(out: &Output, app: &Path, secret: &str) {
     }
 }
 
+/// The command failed on purpose, with a message, not by crashing.
+fn assert_failed_cleanly(out: &Output) {
+    assert!(!out.status.success(), "must fail");
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "a panic is no answer: {}",
+        stderr(out)
+    );
+    assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
+}
+
 fn skopeo_digest_with_creds(reg: &TestRegistry, reference: &str) -> String {
     let creds = format!("{USER}:{PASS}");
     let target = format!("docker://{}/{reference}", reg.addr);
@@ -227,6 +239,29 @@ fn token_registry(push_prefix: &str) -> (TokenServer, TestRegistry) {
     let ts = TokenServer::start(TokenPolicy::new(USER, PASS, &[push_prefix]));
     let reg = TestRegistry::start_token(&ts);
     (ts, reg)
+}
+
+/// A token for `scope` straight from `server` (GET with Basic auth), as a client would.
+fn fetch_token(server: &TokenServer, scope: &str) -> String {
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{USER}:{PASS}")
+        )
+    );
+    let (status, body) = common::raw_http(
+        &server.addr,
+        "GET",
+        &format!("/token?service={}&scope={scope}", common::token::SERVICE),
+        &[("Authorization", &basic)],
+        &[],
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["token"], v["access_token"]);
+    assert_eq!(v["expires_in"], common::token::EXPIRES_IN);
+    v["token"].as_str().unwrap().to_string()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -356,6 +391,26 @@ fn harness_token_server_grants_push_only_under_myapp() {
         .requests()
         .iter()
         .all(|r| r.service.as_deref() == Some(common::token::SERVICE)));
+
+    // The registry checks the signature against its rootcertbundle: a token from another
+    // issuer (its own CA) is refused, one from ours is accepted.
+    let stranger = TokenServer::start(TokenPolicy::new(USER, PASS, &["myapp/"]));
+    let manifest_path = "/v2/myapp/x/manifests/1";
+    let accept = "application/vnd.oci.image.manifest.v1+json";
+    for (server, status) in [(&stranger, 401), (&ts, 200)] {
+        let token = fetch_token(server, "repository:myapp/x:pull");
+        let bearer = format!("Bearer {token}");
+        let (got, _) = common::raw_http(
+            &reg.addr,
+            "GET",
+            manifest_path,
+            &[("Authorization", &bearer), ("Accept", accept)],
+            &[],
+        );
+        assert_eq!(got, status, "token from {}", server.addr);
+    }
+    let (got, _) = common::raw_http(&reg.addr, "GET", manifest_path, &[("Accept", accept)], &[]);
+    assert_eq!(got, 401, "no token, no read");
 
     // Wrong credentials: the token server answers 401 and the inspect fails.
     let before = ts.requests().len();
@@ -579,6 +634,59 @@ fn client_with_a_wrong_password_names_the_registry_not_the_password() {
     assert!(!repo_exists(&reg, "myapp/tiny"));
 }
 
+/// Pushes `tiny_image()` as `repo:v1` with `client`; returns the manifest digest.
+async fn push_tiny(client: &Client, registry: &str, repo: &str) -> Result<Digest, String> {
+    let (layer, config, manifest) = tiny_image();
+    client
+        .check_push(registry, repo)
+        .await
+        .map_err(|e| chain(&e))?;
+    for blob in [layer, config] {
+        let digest = Digest::of(&blob);
+        let len = blob.len() as u64;
+        client
+            .put_blob(registry, repo, &digest, len, &move || {
+                stream_of(blob.clone())
+            })
+            .await
+            .map_err(|e| chain(&e))?;
+    }
+    client
+        .put_manifest(registry, repo, "v1", synth::OCI_MANIFEST, manifest)
+        .await
+        .map_err(|e| chain(&e))
+}
+
+#[test]
+fn client_uses_scoped_tokens_over_tls_and_names_the_repository_it_may_not_push() {
+    let ts = TokenServer::start(TokenPolicy::new(USER, PASS, &["myapp/"]));
+    let reg = TestRegistry::start_token_tls(&ts);
+    let client = Client::new(options(&reg, true, PASS)).expect("client");
+    let rt = runtime();
+
+    let digest = rt
+        .block_on(push_tiny(&client, &reg.addr, "myapp/tiny"))
+        .expect("push under myapp/");
+    assert_eq!(
+        rt.block_on(client.head_manifest(&reg.addr, "myapp/tiny", "v1"))
+            .unwrap(),
+        Some(digest)
+    );
+    assert_eq!(ts.granted("push"), vec!["myapp/tiny".to_string()]);
+
+    // No push right on other/: refused before any blob, naming the repository.
+    let msg = rt
+        .block_on(push_tiny(&client, &reg.addr, "other/tiny"))
+        .expect_err("push outside myapp/ must be refused");
+    assert!(msg.contains("other/tiny"), "names the repository: {msg}");
+    assert!(!msg.contains(PASS), "{msg}");
+    assert!(ts.requested("push").contains(&"other/tiny".to_string()));
+    assert!(
+        !repo_exists(&reg, "other/tiny"),
+        "nothing stored for other/tiny"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // The CLI against a token-auth registry
 
@@ -637,7 +745,7 @@ fn token_import_into_a_namespace_without_push_fails_before_any_blob() {
     let app = work.path().join("app");
 
     let out = import(&reg, &archive, &app, "other", Some(PASS), None);
-    assert!(!out.status.success(), "import into other/ must fail");
+    assert_failed_cleanly(&out);
     let err = stderr(&out);
     assert!(
         err.contains("other/") || err.contains("`other`"),
@@ -738,7 +846,7 @@ fn export_from_a_token_source_uses_docker_config_credentials() {
 
     // Without credentials the source refuses, and export says which registry.
     let out = export(&src, app.path(), &work.path().join("none.airgap"), None);
-    assert!(!out.status.success(), "anonymous export must fail");
+    assert_failed_cleanly(&out);
     let err = stderr(&out);
     assert!(
         err.contains(&src.reg.addr) || err.contains("quay.io"),
