@@ -891,5 +891,4 @@ fn export_from_a_token_source_uses_docker_config_credentials() {
             "{r}"
         );
     }
-    let _ = src.layout.path();
 }
