@@ -7,8 +7,11 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod docker_config;
 pub mod faulty;
 pub mod synth;
+pub mod tls;
+pub mod token;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -50,13 +53,19 @@ pub struct RegistryConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Raw YAML placed under `auth:` (htpasswd or token).
     pub auth_yaml: Option<String>,
+    /// The CA that signed `tls`'s certificate, handed on as [`TestRegistry::ca_pem`].
+    pub ca_pem: Option<PathBuf>,
 }
 
 pub struct TestRegistry {
     /// `127.0.0.1:PORT`
     pub addr: String,
     pub tls: bool,
+    /// The CA certificate (PEM) a client must trust, for TLS registries; `None` otherwise.
+    pub ca_pem: Option<PathBuf>,
     pub dir: tempfile::TempDir,
+    /// Certificates and htpasswd, kept alive as long as the registry.
+    files: Option<tempfile::TempDir>,
     child: Child,
 }
 
@@ -64,6 +73,47 @@ impl TestRegistry {
     /// A plain-HTTP anonymous registry.
     pub fn start() -> TestRegistry {
         Self::start_with(RegistryConfig::default())
+    }
+
+    /// HTTPS with a fresh CA (`ca_pem`) and a certificate for `127.0.0.1` and `localhost`,
+    /// and htpasswd (bcrypt) auth for one user.
+    pub fn start_tls_htpasswd(user: &str, pass: &str) -> TestRegistry {
+        let files = tempfile::tempdir().unwrap();
+        let htpasswd = files.path().join("htpasswd");
+        std::fs::write(&htpasswd, tls::htpasswd_line(user, pass)).unwrap();
+        let auth = format!(
+            "htpasswd:\n  realm: kots-bundle-test\n  path: {}\n",
+            htpasswd.display()
+        );
+        Self::start_tls_in(files, Some(auth))
+    }
+
+    /// Plain HTTP, `auth: token` pointing at `token`'s realm: every request needs a bearer
+    /// token from that server.
+    pub fn start_token(token: &token::TokenServer) -> TestRegistry {
+        Self::start_with(RegistryConfig {
+            auth_yaml: Some(token.auth_yaml()),
+            ..RegistryConfig::default()
+        })
+    }
+
+    /// HTTPS (fresh CA in `ca_pem`) with `auth: token`.
+    pub fn start_token_tls(token: &token::TokenServer) -> TestRegistry {
+        Self::start_tls_in(tempfile::tempdir().unwrap(), Some(token.auth_yaml()))
+    }
+
+    /// HTTPS with a fresh CA, the certificate files kept in `files` (held by the registry).
+    fn start_tls_in(files: tempfile::TempDir, auth_yaml: Option<String>) -> TestRegistry {
+        let ca = tls::TestCa::new("kots-bundle test registry CA");
+        let ca_pem = ca.write_cert(&files.path().join("ca.pem"));
+        let (cert, key) = ca.issue_server().write(files.path(), "server");
+        let mut reg = Self::start_with(RegistryConfig {
+            tls: Some((cert, key)),
+            auth_yaml,
+            ca_pem: Some(ca_pem),
+        });
+        reg.files = Some(files);
+        reg
     }
 
     pub fn start_with(cfg: RegistryConfig) -> TestRegistry {
@@ -85,7 +135,9 @@ impl TestRegistry {
                 return TestRegistry {
                     addr,
                     tls: cfg.tls.is_some(),
+                    ca_pem: cfg.ca_pem.clone(),
                     dir,
+                    files: None,
                     child,
                 };
             }
