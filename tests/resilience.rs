@@ -108,7 +108,8 @@ fn import_survives_5xx_429_and_stalls() {
 fn past_the_retry_budget_import_stops_clearly_and_a_rerun_pushes_only_what_is_missing() {
     let w = world();
     let dest = TestRegistry::start();
-    let base = w.src.images[0].shared_base.clone().unwrap();
+    // The shared base layer's hex (the query carries the digest URL-encoded).
+    let base = w.src.images[0].shared_base.clone().unwrap()["sha256:".len()..].to_string();
     let b = base.clone();
     let proxy = FaultyProxy::start(&dest.addr, move |method, path, _| {
         (method == "PUT" && path.contains(&b)).then_some(Fault::Status(503))

@@ -114,6 +114,11 @@ fn handle(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: 
             Ok(1) => head.push(byte[0]),
             _ => return,
         }
+        // A TLS ClientHello: answer as a plain-HTTP server does, so the client falls back.
+        if head == [0x16] {
+            let _ = client.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+            return;
+        }
         if head.len() > 64 * 1024 {
             return;
         }
