@@ -62,6 +62,24 @@ pub(crate) fn parse_challenge(value: &str) -> Option<Challenge> {
     }
 }
 
+/// Whether a 401 says the token was valid but lacked the scope asked for (RFC 6750's
+/// `error="insufficient_scope"`): a permission problem, not a credentials one.
+pub(crate) fn insufficient_scope(headers: &reqwest::header::HeaderMap) -> bool {
+    headers
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            let rest = v
+                .trim()
+                .split_once(char::is_whitespace)
+                .map_or("", |(_, r)| r);
+            parse_params(rest).iter().any(|(k, val)| {
+                k.eq_ignore_ascii_case("error") && val.eq_ignore_ascii_case("insufficient_scope")
+            })
+        })
+}
+
 fn parse_params(s: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut chars = s.chars().peekable();
@@ -406,6 +424,7 @@ pub(crate) async fn fetch_token(
             what: "token",
             // A 401/403 from the token service with credentials means they are wrong.
             user: user.as_deref(),
+            insufficient_scope: false,
         };
         let status = status.as_u16();
         let err = if (status == 401 || status == 403) && user.is_some() {

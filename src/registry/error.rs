@@ -226,6 +226,8 @@ pub(crate) struct Context<'a> {
     pub what: &'a str,
     /// The user whose credentials were sent, if any.
     pub user: Option<&'a str>,
+    /// A 401 whose challenge says the token lacked the scope: access denied, not bad credentials.
+    pub insufficient_scope: bool,
 }
 
 /// The typed error for a non-success answer.
@@ -244,7 +246,7 @@ pub(crate) fn from_response(ctx: &Context<'_>, status: u16, body: &[u8]) -> Regi
     let repository: Text = ctx.repository.into();
     let first_component = ctx.repository.split('/').next().unwrap_or(ctx.repository);
 
-    if status == 401 {
+    if status == 401 && !ctx.insufficient_scope {
         return match ctx.user {
             Some(u) => RegistryError::Credentials {
                 registry,
@@ -262,7 +264,7 @@ pub(crate) fn from_response(ctx: &Context<'_>, status: u16, body: &[u8]) -> Regi
         };
     }
     let name_unknown = parsed.has_code("NAME_UNKNOWN");
-    if status == 403 || parsed.has_code("DENIED") {
+    if status == 403 || ctx.insufficient_scope || parsed.has_code("DENIED") {
         let hint = match ctx.action {
             Action::Push => format!(
                 "the user lacks push permission on {repository}; on Harbor the project {first_component} must exist and the user must be a developer (or maintainer) of it; on Quay and ECR grant write access to the repository"
@@ -341,7 +343,22 @@ mod tests {
             action,
             what: "manifest nginx:1.25",
             user,
+            insufficient_scope: false,
         }
+    }
+
+    #[test]
+    fn insufficient_scope_is_a_permission_problem_naming_the_repository() {
+        let mut c = ctx(Action::Push, Some("bob"));
+        c.insufficient_scope = true;
+        let e = from_response(
+            &c,
+            401,
+            br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+        )
+        .to_string();
+        assert!(e.contains("denied push access to myproj/app/nginx"), "{e}");
+        assert!(!e.contains("rejected the credentials"), "{e}");
     }
 
     #[test]

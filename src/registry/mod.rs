@@ -310,6 +310,7 @@ impl Client {
                         action: Action::Pull,
                         what: "the registry API (/v2/)",
                         user: None,
+                        insufficient_scope: false,
                     };
                     let err = error::from_response(&ctx, status.as_u16(), &body);
                     return if retry::is_retryable_status(status) {
@@ -501,6 +502,7 @@ impl Client {
     /// The typed error for an unexpected answer.
     async fn fail(&self, call: &Call<'_>, resp: Response) -> RegistryError {
         let status = resp.status().as_u16();
+        let insufficient_scope = auth::insufficient_scope(resp.headers());
         let body = read_error_body(resp).await;
         let user = self.inner.auth.username(&call.ep.registry);
         let method = call.method.to_string();
@@ -512,6 +514,7 @@ impl Client {
             action: call.action,
             what: &call.what,
             user: user.as_deref(),
+            insufficient_scope,
         };
         error::from_response(&ctx, status, &body)
     }
@@ -583,6 +586,7 @@ impl Client {
                     action: Action::Pull,
                     what: "the registry API (/v2/)",
                     user: secret.username(),
+                    insufficient_scope: false,
                 };
                 Err(error::from_response(&ctx, status, &body))
             }
