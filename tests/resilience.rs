@@ -251,3 +251,36 @@ fn ctrl_c_mid_import_leaves_registry_and_app_dir_consistent() {
     );
     all_there(&w.src, &dest);
 }
+
+/// A tag that the registry keeps immutable (Harbor answers 412) already holds another image:
+/// the import stops with a message that says so, names the tag, and writes no app directory.
+#[test]
+fn an_immutable_tag_conflict_is_explained() {
+    let w = world();
+    let dest = TestRegistry::start();
+    let proxy = FaultyProxy::start(&dest.addr, |method, path, _| {
+        (method == "PUT" && path.ends_with("/manifests/v1")).then_some(Fault::Answer(
+            412,
+            r#"{"errors":[{"code":"UNKNOWN","message":"Failed to process request due to 'b:v1' configured as immutable."}]}"#,
+        ))
+    });
+    let dir = w.work.path().join("app");
+    let out = import_cmd(&proxy.addr, &w.archive, &dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/v2/ns/b/manifests/v1"),
+        "names the tag: {err}"
+    );
+    assert!(
+        err.contains("does not let tags be overwritten"),
+        "explains: {err}"
+    );
+    assert_eq!(
+        proxy.faults().len(),
+        1,
+        "a conflict is not retried: {:?}",
+        proxy.faults()
+    );
+    assert!(!dir.exists());
+}

@@ -308,7 +308,18 @@ pub(crate) fn from_response(ctx: &Context<'_>, status: u16, body: &[u8]) -> Regi
             hint: hint.into(),
         };
     }
+    // Harbor answers 412 for a tag its immutability rules protect, ECR TAG_INVALID
+    // ("...cannot be overwritten because the repository is immutable"), others 409.
+    let immutable = ctx.action == Action::Push
+        && ctx.path.contains("/manifests/")
+        && (status == 409
+            || status == 412
+            || parsed.has_code("TAG_INVALID")
+            || message
+                .as_deref()
+                .is_some_and(|m| m.to_ascii_lowercase().contains("immutable")));
     let hint = match status {
+        _ if immutable => "; the tag already holds a different image and the registry does not let tags be overwritten (Harbor tag immutability rules, ECR immutable repositories): push under a new tag or namespace, or have the rule relaxed",
         429 => "; the registry is rate limiting: wait and try again, or log in (anonymous pulls have lower limits)",
         s if s >= 500 => "; the registry failed: try again later or check its logs",
         _ => "",
@@ -345,6 +356,23 @@ mod tests {
             user,
             insufficient_scope: false,
         }
+    }
+
+    #[test]
+    fn an_immutable_tag_conflict_says_so() {
+        let mut c = ctx(Action::Push, Some("bob"));
+        c.method = "PUT";
+        c.path = "/v2/myproj/app/nginx/manifests/1.25";
+        let e = from_response(&c, 412, br#"{"errors":[{"code":"UNKNOWN","message":"Failed to process request due to 'nginx:1.25' configured as immutable."}]}"#)
+            .to_string();
+        assert!(e.contains("PUT /v2/myproj/app/nginx/manifests/1.25"), "{e}");
+        assert!(e.contains("does not let tags be overwritten"), "{e}");
+        let e = from_response(&c, 400, br#"{"errors":[{"code":"TAG_INVALID","message":"The image tag '1.25' already exists"}]}"#)
+            .to_string();
+        assert!(e.contains("does not let tags be overwritten"), "{e}");
+        c.path = "/v2/myproj/app/nginx/blobs/uploads/x";
+        let e = from_response(&c, 409, b"").to_string();
+        assert!(!e.contains("overwritten"), "only manifests have tags: {e}");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub enum Fault {
     Cut(usize),
     /// Forward after this delay.
     Delay(Duration),
+    /// Answer this status with this (JSON) body instead of forwarding.
+    Answer(u16, &'static str),
 }
 
 /// One request as the proxy saw it.
@@ -151,23 +153,37 @@ fn handle(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: 
         });
         fault
     };
-    let answer = |client: &mut TcpStream, status: &str, extra: &str| {
+    let answer = |client: &mut TcpStream, status: &str, extra: &str, body: &str| {
         // Drain the request body first, so the client reads our answer, not a reset.
         let _ = std::io::copy(&mut client.take(length as u64), &mut std::io::sink());
         let _ = client.write_all(
-            format!("HTTP/1.1 {status}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
         );
         let _ = client.shutdown(Shutdown::Both);
     };
     let mut cut = None;
     match fault {
-        Some(Fault::Status(code)) => return answer(&mut client, &format!("{code} Injected"), ""),
+        Some(Fault::Status(code)) => {
+            return answer(&mut client, &format!("{code} Injected"), "", "")
+        }
+        Some(Fault::Answer(code, body)) => {
+            return answer(
+                &mut client,
+                &format!("{code} Injected"),
+                "Content-Type: application/json\r\n",
+                body,
+            )
+        }
         Some(Fault::TooMany(secs)) => {
             return answer(
                 &mut client,
                 "429 Too Many Requests",
                 &format!("Retry-After: {secs}\r\n"),
+                "",
             )
         }
         Some(Fault::Delay(d)) => std::thread::sleep(d),
