@@ -156,7 +156,16 @@ async fn fetch(
     if let Some((user, pass)) = basic {
         req = req.basic_auth(user, Some(pass));
     }
-    let resp = req.send().await.map_err(|e| err(describe_reqwest(&e)))?;
+    let resp = req.send().await.map_err(|e| {
+        let why = describe_reqwest(&e);
+        if why.contains("certificate") {
+            err(format!(
+                "{why}; if the server's certificate is from a private CA, pass --upstream-ca FILE"
+            ))
+        } else {
+            err(why)
+        }
+    })?;
     let status = resp.status();
     if !status.is_success() {
         return Err(err(format!("HTTP {status}")));

@@ -468,3 +468,101 @@ fn export_from_a_tarball_url() {
     assert_eq!(meta["upstreamFiles"], serde_json::json!(["app.yaml"]));
     assert_eq!(meta["images"].as_array().unwrap().len(), 3);
 }
+
+/// A static HTTPS server on loopback (Python's, so the TLS peer is not our own code).
+struct HttpsServer {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn https_server(root: &Path, cert: &Path, key: &Path) -> HttpsServer {
+    common::require_tools(&["python3"]);
+    let script = "import http.server,ssl,sys,os,functools\n\
+h=functools.partial(http.server.SimpleHTTPRequestHandler,directory=sys.argv[1])\n\
+s=http.server.HTTPServer(('127.0.0.1',0),h)\n\
+c=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER);c.load_cert_chain(sys.argv[2],sys.argv[3])\n\
+s.socket=c.wrap_socket(s.socket,server_side=True)\n\
+print(s.server_address[1],flush=True)\n\
+s.serve_forever()\n";
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(root)
+        .arg(cert)
+        .arg(key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    HttpsServer {
+        port: line.trim().parse().expect("the server printed its port"),
+        child,
+    }
+}
+
+#[test]
+fn export_from_an_https_tarball_trusts_only_the_given_ca() {
+    let src = Source::start(Source::default_specs());
+    let app = app_dir(&src);
+    let work = tempfile::tempdir().unwrap();
+    let site = work.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("web-1.0.tgz"), tgz(app.path())).unwrap();
+    let ca = common::tls::TestCa::new("kots-bundle upstream test CA");
+    let (cert, key) = ca.issue_server().write(work.path(), "upstream");
+    let ca_pem = ca.write_cert(&work.path().join("upstream-ca.pem"));
+    let server = https_server(&site, &cert, &key);
+    let url = format!("https://127.0.0.1:{}/web-1.0.tgz", server.port);
+
+    // Without the CA: refused, naming the URL and what to pass.
+    let out = work.path().join("no-ca.airgap");
+    let res = bin()
+        .arg("export")
+        .arg(&url)
+        .arg("-o")
+        .arg(&out)
+        .args(["--registry-mirror", &src.mirror()])
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains(&url) && err.contains("--upstream-ca"), "{err}");
+    assert!(!out.exists());
+
+    let out = work.path().join("web.airgap");
+    ok(
+        bin()
+            .arg("export")
+            .arg(&url)
+            .arg("--upstream-ca")
+            .arg(&ca_pem)
+            .arg("-o")
+            .arg(&out)
+            .args(["--registry-mirror", &src.mirror()])
+            .output()
+            .unwrap(),
+        "export https:// with --upstream-ca",
+    );
+    let meta: serde_json::Value = serde_json::from_str(&ok(
+        bin()
+            .args(["inspect", "--json"])
+            .arg(&out)
+            .output()
+            .unwrap(),
+        "inspect",
+    ))
+    .unwrap();
+    assert_eq!(meta["app"]["name"], "web-1.0");
+    assert_eq!(meta["images"].as_array().unwrap().len(), 3);
+}
