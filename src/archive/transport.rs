@@ -171,6 +171,7 @@ impl ImageDestination for ArchiveDest {
             guard.as_mut().expect("archive writer present").add_blob(
                 &desc.digest,
                 desc.size,
+                &desc.media_type,
                 bridge,
             )
         })
@@ -195,7 +196,7 @@ impl ImageDestination for ArchiveDest {
         manifest: &Manifest,
     ) -> Result<(), CopyError> {
         let m = manifest.clone();
-        self.with(|w| w.add_blob(&m.digest, m.bytes.len() as u64, &m.bytes[..]))?;
+        self.with(|w| w.add_blob(&m.digest, m.bytes.len() as u64, &m.media_type, &m.bytes[..]))?;
         Ok(())
     }
 }

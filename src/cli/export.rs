@@ -23,7 +23,8 @@ pub struct ExportArgs {
     /// zstd (compact, seekable) or none (a plain tar that skopeo reads as oci-archive:).
     #[arg(long, value_enum, default_value_t = Compression::Zstd)]
     pub compression: Compression,
-    /// zstd level (1-19); layers are usually compressed already, so a low level is enough.
+    /// zstd level (1-19) for manifests, configs, uncompressed layers and the app's files.
+    /// Layers that are gzip or zstd already always use level 1: a higher one only costs time.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub zstd_level: i32,
     #[command(flatten)]
