@@ -86,9 +86,7 @@ impl CopyObserver for Progress {
     fn blob_done(&self, _target: &Reference, desc: &Descriptor, outcome: BlobOutcome) {
         // Bytes that need not move still count toward the total, so the bar ends full.
         if outcome != BlobOutcome::Copied {
-            if let Some(bar) = &self.bar {
-                bar.inc(desc.size);
-            }
+            self.bytes(desc.size);
         }
     }
 
