@@ -374,6 +374,16 @@ pub struct CopyJob {
     pub target: Reference,
 }
 
+impl CopyJob {
+    /// The image under its own name: into an archive or a layout, which keep source names.
+    pub fn in_place(image: &ResolvedImage) -> CopyJob {
+        CopyJob {
+            image: image.clone(),
+            target: image.source.clone(),
+        }
+    }
+}
+
 /// Progress callbacks; all are cheap and called from the copy tasks.
 pub trait CopyObserver: Send + Sync {
     fn bytes(&self, _n: u64) {}

@@ -4,18 +4,20 @@
 //! metadata written first is complete; then the blobs stream from the registries into the
 //! archive, each once. The file appears under its name only when everything is in it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 
 use crate::archive::{self, App, ArchiveDest, Compression, ZstdOptions};
-use crate::copy::{self, CopyError, CopyJob, ResolvedImage};
+use crate::copy::{self, CopyError, CopyJob, ImageSource, ResolvedImage};
+use crate::digest::Digest;
 use crate::progress::{human_bytes, Progress};
 use crate::reference::Reference;
 use crate::registry::transport::RegistrySource;
 use crate::registry::Client;
-use crate::upstream::Upstream;
+use crate::upstream::{ManifestFile, Upstream};
 
 pub struct ExportOptions {
     pub output: PathBuf,
@@ -62,30 +64,36 @@ pub async fn export(
         version: upstream.version.clone(),
         source: upstream.source.clone(),
     };
+    write_archive(source, &resolved, app, &upstream.files, opts).await
+}
+
+/// The archive half of export, from any source: starts the archive for `images` (metadata,
+/// layout index, the app's files), copies every blob into it once, and renames it into
+/// place. Nothing is left behind on failure.
+pub async fn write_archive(
+    source: Arc<dyn ImageSource>,
+    images: &[ResolvedImage],
+    app: App,
+    files: &[ManifestFile],
+    opts: &ExportOptions,
+) -> Result<ExportSummary, CopyError> {
     let writer = archive::start(
         &opts.output,
         app,
-        &resolved,
-        &upstream.files,
+        images,
+        files,
         opts.compression,
         opts.zstd,
     )?;
-    let mut distinct = std::collections::BTreeMap::new();
-    for r in &resolved {
-        for d in r.all_blobs() {
-            distinct.insert(d.digest.clone(), d.size);
-        }
-    }
+    let distinct: BTreeMap<Digest, u64> = images
+        .iter()
+        .flat_map(ResolvedImage::all_blobs)
+        .map(|d| (d.digest, d.size))
+        .collect();
     let total: u64 = distinct.values().sum();
     let progress = Arc::new(Progress::new("exported", total, opts.quiet));
     let dest = Arc::new(ArchiveDest::new(writer));
-    let jobs: Vec<CopyJob> = resolved
-        .iter()
-        .map(|i| CopyJob {
-            image: i.clone(),
-            target: i.source.clone(),
-        })
-        .collect();
+    let jobs: Vec<CopyJob> = images.iter().map(CopyJob::in_place).collect();
     copy::copy_images(source, dest.clone(), &jobs, progress.clone()).await?;
     progress.finish();
     let dest = Arc::try_unwrap(dest)
@@ -95,13 +103,13 @@ pub async fn export(
     progress.println(&format!(
         "wrote {} ({} images, {} blobs, {})",
         output.display(),
-        resolved.len(),
+        images.len(),
         distinct.len(),
         human_bytes(total)
     ));
     Ok(ExportSummary {
         output,
-        images: resolved.len(),
+        images: images.len(),
         blobs: distinct.len(),
         bytes: total,
     })

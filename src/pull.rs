@@ -76,13 +76,7 @@ pub async fn pull(
         Layout::open_or_create(&images_dir)
             .with_context(|| format!("opening {}", images_dir.display()))?,
     );
-    let jobs: Vec<CopyJob> = resolved
-        .iter()
-        .map(|i| CopyJob {
-            image: i.clone(),
-            target: i.source.clone(),
-        })
-        .collect();
+    let jobs: Vec<CopyJob> = resolved.iter().map(CopyJob::in_place).collect();
     let total: u64 = resolved.iter().map(|i| i.size()).sum();
     let progress = Arc::new(Progress::new("pulled", total, opts.quiet));
     let fetched = copy::copy_images(source, layout.clone(), &jobs, progress.clone()).await?;

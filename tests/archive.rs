@@ -5,12 +5,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
+use common::bundle;
 use common::synth::{self, ImageSpec};
-use kots_bundle::archive::{self, App, ArchiveDest, ArchiveReader, Compression, ZstdOptions};
-use kots_bundle::copy::{self, CopyJob, Quiet};
-use kots_bundle::layout::Layout;
+use kots_bundle::archive::{ArchiveReader, Compression};
 use kots_bundle::reference::Reference;
 use kots_bundle::upstream::ManifestFile;
 
@@ -32,49 +30,13 @@ fn specs() -> Vec<ImageSpec> {
 
 async fn build(compression: Compression) -> Built {
     let dir = tempfile::tempdir().unwrap();
-    let layout_dir = dir.path().join("layout");
-    let images = synth::write_layout(&layout_dir, &specs());
-    let layout = Arc::new(Layout::open_or_create(&layout_dir).unwrap());
-    let mut resolved = Vec::new();
-    for img in &images {
-        let r = Reference::parse(&img.name).unwrap();
-        resolved.push(copy::resolve(&*layout, &r, &[]).await.unwrap());
-    }
     let upstream = vec![ManifestFile {
         path: "deploy.yaml".into(),
         data: b"apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers:\n  - {name: a, image: img-a:v1}\n".to_vec(),
     }];
     let archive_path = dir.path().join("app.airgap");
-    let app = App {
-        name: "app".into(),
-        version: Some("1.0".into()),
-        source: "test".into(),
-    };
-    let writer = archive::start(
-        &archive_path,
-        app,
-        &resolved,
-        &upstream,
-        compression,
-        ZstdOptions::default(),
-    )
-    .unwrap();
-    let dest = Arc::new(ArchiveDest::new(writer));
-    let jobs: Vec<CopyJob> = resolved
-        .iter()
-        .map(|i| CopyJob {
-            image: i.clone(),
-            target: i.source.clone(),
-        })
-        .collect();
-    let report = copy::copy_images(layout.clone(), dest.clone(), &jobs, Arc::new(Quiet))
-        .await
-        .unwrap();
-    assert_eq!(report.images_copied, 3);
-    let dest = Arc::try_unwrap(dest)
-        .ok()
-        .expect("engine released the destination");
-    dest.into_writer().finish().unwrap();
+    let (archive, images) =
+        bundle::archive_of(dir.path(), &specs(), &upstream, &archive_path, compression).await;
     assert!(
         std::fs::read_dir(dir.path()).unwrap().all(|e| !e
             .unwrap()
@@ -85,7 +47,7 @@ async fn build(compression: Compression) -> Built {
     );
     Built {
         _dir: dir,
-        archive: archive_path,
+        archive,
         images,
     }
 }

@@ -8,12 +8,10 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 
-use common::synth::{self, ImageSpec};
-use kots_bundle::archive::{self, App, ArchiveDest, Compression, ZstdOptions};
-use kots_bundle::copy::{self, CopyJob, Quiet};
-use kots_bundle::layout::Layout;
+use common::bundle;
+use common::synth::ImageSpec;
+use kots_bundle::archive::Compression;
 use kots_bundle::reference::Reference;
 
 fn images(args: &[&std::ffi::OsStr]) -> Output {
@@ -336,48 +334,12 @@ fn unreadable_file_fails_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn airgap_archive_lists_its_images() {
     let dir = tempfile::tempdir().unwrap();
-    let layout_dir = dir.path().join("layout");
     let specs = vec![
         ImageSpec::new("quay.io/example/one:v1", 1),
         ImageSpec::new("example/two:v2", 2),
     ];
-    let made = synth::write_layout(&layout_dir, &specs);
-    let layout = Arc::new(Layout::open_or_create(&layout_dir).unwrap());
-    let mut resolved = Vec::new();
-    for img in &made {
-        let r = Reference::parse(&img.name).unwrap();
-        resolved.push(copy::resolve(&*layout, &r, &[]).await.unwrap());
-    }
     let path = dir.path().join("app.airgap");
-    let app = App {
-        name: "app".into(),
-        version: None,
-        source: "test".into(),
-    };
-    let writer = archive::start(
-        &path,
-        app,
-        &resolved,
-        &[],
-        Compression::Zstd,
-        ZstdOptions::default(),
-    )
-    .unwrap();
-    let dest = Arc::new(ArchiveDest::new(writer));
-    let jobs: Vec<CopyJob> = resolved
-        .iter()
-        .map(|i| CopyJob {
-            image: i.clone(),
-            target: i.source.clone(),
-        })
-        .collect();
-    copy::copy_images(layout.clone(), dest.clone(), &jobs, Arc::new(Quiet))
-        .await
-        .unwrap();
-    let dest = Arc::try_unwrap(dest)
-        .ok()
-        .expect("engine released the destination");
-    dest.into_writer().finish().unwrap();
+    bundle::archive_of(dir.path(), &specs, &[], &path, Compression::Zstd).await;
 
     let (got, stderr) = tokio::task::spawn_blocking(move || images_ok(&path))
         .await

@@ -8,30 +8,16 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
 
 use common::app::bin;
-use common::synth::{self, ImageSpec};
+use common::bundle;
+use common::synth::ImageSpec;
 use common::TestRegistry;
-use kots_bundle::archive::{self, App, ArchiveDest, ArchiveReader, Compression, ZstdOptions};
-use kots_bundle::copy::{self, CopyJob, Quiet};
-use kots_bundle::layout::Layout;
-use kots_bundle::reference::Reference;
+use kots_bundle::archive::{ArchiveReader, Compression};
 use kots_bundle::upstream::ManifestFile;
 
 /// A valid archive of two synthetic images, written by the library itself.
 async fn valid(dir: &Path, compression: Compression) -> PathBuf {
-    let layout_dir = dir.join("layout");
-    let images = synth::write_layout(
-        &layout_dir,
-        &[ImageSpec::new("a:v1", 1), ImageSpec::new("b:v1", 2)],
-    );
-    let layout = Arc::new(Layout::open_or_create(&layout_dir).unwrap());
-    let mut resolved = Vec::new();
-    for img in &images {
-        let r = Reference::parse(&img.name).unwrap();
-        resolved.push(copy::resolve(&*layout, &r, &[]).await.unwrap());
-    }
     let upstream = vec![ManifestFile {
         path: "pod.yaml".into(),
         data: b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: a:v1}\n".to_vec(),
@@ -40,37 +26,10 @@ async fn valid(dir: &Path, compression: Compression) -> PathBuf {
         Compression::Zstd => "valid.airgap",
         Compression::None => "valid-plain.airgap",
     });
-    let app = App {
-        name: "hostile".into(),
-        version: None,
-        source: "test".into(),
-    };
-    let writer = archive::start(
-        &path,
-        app,
-        &resolved,
-        &upstream,
-        compression,
-        ZstdOptions::default(),
-    )
-    .unwrap();
-    let dest = Arc::new(ArchiveDest::new(writer));
-    let jobs: Vec<CopyJob> = resolved
-        .iter()
-        .map(|i| CopyJob {
-            image: i.clone(),
-            target: i.source.clone(),
-        })
-        .collect();
-    copy::copy_images(layout, dest.clone(), &jobs, Arc::new(Quiet))
+    let specs = [ImageSpec::new("a:v1", 1), ImageSpec::new("b:v1", 2)];
+    bundle::archive_of(dir, &specs, &upstream, &path, compression)
         .await
-        .unwrap();
-    Arc::try_unwrap(dest)
-        .ok()
-        .unwrap()
-        .into_writer()
-        .finish()
-        .unwrap()
+        .0
 }
 
 /// One tar record as an attacker sees it: a raw header and its data.

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod bundle;
 pub mod docker_config;
 pub mod faulty;
 pub mod synth;

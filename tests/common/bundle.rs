@@ -1,0 +1,52 @@
+//! `.airgap` archives built without a registry: synthetic images in an OCI layout, written by
+//! the library's own export path (`export::write_archive`) with the layout as the source.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kots_bundle::archive::{App, Compression, ZstdOptions};
+use kots_bundle::copy;
+use kots_bundle::export::{write_archive, ExportOptions};
+use kots_bundle::layout::Layout;
+use kots_bundle::reference::Reference;
+use kots_bundle::upstream::ManifestFile;
+
+use super::synth::{self, ImageSpec, SynthImage};
+
+/// Writes `specs` into `dir/layout`, then an archive of them (and `upstream`) at `path`.
+pub async fn archive_of(
+    dir: &Path,
+    specs: &[ImageSpec],
+    upstream: &[ManifestFile],
+    path: &Path,
+    compression: Compression,
+) -> (PathBuf, Vec<SynthImage>) {
+    let layout_dir = dir.join("layout");
+    let images = synth::write_layout(&layout_dir, specs);
+    let layout = Arc::new(Layout::open_or_create(&layout_dir).unwrap());
+    let mut resolved = Vec::new();
+    for img in &images {
+        let r = Reference::parse(&img.name).unwrap();
+        resolved.push(copy::resolve(&*layout, &r, &[]).await.unwrap());
+    }
+    let app = App {
+        name: "app".into(),
+        version: Some("1.0".into()),
+        source: "test".into(),
+    };
+    let opts = ExportOptions {
+        output: path.to_path_buf(),
+        platforms: Vec::new(),
+        compression,
+        zstd: ZstdOptions::default(),
+        concurrency: 4,
+        quiet: true,
+    };
+    let summary = write_archive(layout, &resolved, app, upstream, &opts)
+        .await
+        .unwrap();
+    assert_eq!(summary.images, specs.len());
+    (summary.output, images)
+}
