@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use common::app::{app_dir, bin, ok, Source};
+use common::app::{app_dir, bin, ok, output_with_stdin, Source};
 use common::synth::{self, ImageSpec};
 use common::TestRegistry;
 
@@ -36,33 +35,24 @@ fn import(
     password: &str,
     extra: &[&str],
 ) -> Output {
-    let mut child = bin()
-        .arg("import")
-        .arg(archive)
-        .args([
-            "--registry-endpoint",
-            &dest.addr,
-            "--image-namespace",
-            "myapp",
-        ])
-        .args(["--registry-username", USER, "--registry-password-stdin"])
-        .arg("--registry-ca")
-        .arg(dest.ca_pem.as_ref().expect("TLS registry"))
-        .arg("--dest")
-        .arg(dir)
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_stdin(
+        bin()
+            .arg("import")
+            .arg(archive)
+            .args([
+                "--registry-endpoint",
+                &dest.addr,
+                "--image-namespace",
+                "myapp",
+            ])
+            .args(["--registry-username", USER, "--registry-password-stdin"])
+            .arg("--registry-ca")
+            .arg(dest.ca_pem.as_ref().expect("TLS registry"))
+            .arg("--dest")
+            .arg(dir)
+            .args(extra),
+        &format!("{password}\n"),
+    )
 }
 
 /// kubectl binaries to render with: the installed one (kustomize v5) and 1.20 (kustomize 2.0.3).

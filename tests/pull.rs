@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::app::{app_dir, bin, ok, Source};
+use common::app::{app_dir, bin, ok, output_with_stdin, Source};
 use common::synth::{self, ImageSpec};
 use common::TestRegistry;
 
@@ -149,30 +149,21 @@ fn pull(
     vendor: &Vendor,
     extra: &[&str],
 ) -> Output {
-    let mut child = bin()
-        .current_dir(cwd)
-        .env("REPLICATED_APP_ENDPOINT", vendor.endpoint())
-        .args(["pull", "replicated://myapp", "--license-file"])
-        .arg(license)
-        .args(["--rewrite-images", "--image-namespace", "myapp"])
-        .args(["--registry-endpoint", &dest.addr])
-        .args(["--registry-mirror", &src.mirror()])
-        .args(["--registry-username", USER, "--registry-password-stdin"])
-        .arg("--registry-ca")
-        .arg(dest.ca_pem.as_ref().expect("TLS registry"))
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASS}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_stdin(
+        bin()
+            .current_dir(cwd)
+            .env("REPLICATED_APP_ENDPOINT", vendor.endpoint())
+            .args(["pull", "replicated://myapp", "--license-file"])
+            .arg(license)
+            .args(["--rewrite-images", "--image-namespace", "myapp"])
+            .args(["--registry-endpoint", &dest.addr])
+            .args(["--registry-mirror", &src.mirror()])
+            .args(["--registry-username", USER, "--registry-password-stdin"])
+            .arg("--registry-ca")
+            .arg(dest.ca_pem.as_ref().expect("TLS registry"))
+            .args(extra),
+        &format!("{PASS}\n"),
+    )
 }
 
 fn count_writes(reg: &TestRegistry) -> usize {

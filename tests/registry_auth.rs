@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use bytes::Bytes;
-use common::app::{app_dir, bin, ok, Source};
+use common::app::{app_dir, bin, ok, output_with_stdin, Source};
 use common::docker_config::{docker_config, DockerConfig, HostCreds};
 use common::synth::{self, ImageSpec};
 use common::token::{TokenPolicy, TokenServer};
@@ -170,10 +170,7 @@ fn import(
         .args(["--image-namespace", namespace])
         .arg("--dest")
         .arg(app)
-        .env("DOCKER_CONFIG", empty.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("DOCKER_CONFIG", empty.path());
     if let Some(ca) = &dest.ca_pem {
         cmd.arg("--registry-ca").arg(ca);
     }
@@ -183,13 +180,10 @@ fn import(
     if let Some(cfg) = cfg {
         cfg.apply(&mut cmd);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    if let Some(p) = password {
-        stdin.write_all(format!("{p}\n").as_bytes()).unwrap();
-    }
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    output_with_stdin(
+        &mut cmd,
+        &password.map(|p| format!("{p}\n")).unwrap_or_default(),
+    )
 }
 
 fn assert_no_secret(out: &Output, app: &Path, secret: &str) {

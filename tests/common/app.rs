@@ -12,6 +12,23 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kots-bundle"))
 }
 
+/// Runs `cmd` with `input` on its standard input (a password for `--registry-password-stdin`),
+/// capturing its output.
+pub fn output_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 pub fn ok(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),
