@@ -230,6 +230,22 @@ pub(crate) struct Context<'a> {
     pub insufficient_scope: bool,
 }
 
+impl<'a> Context<'a> {
+    /// `GET /v2/`: the ping that finds the auth scheme and proves the credentials.
+    pub(crate) fn ping(registry: &'a str, user: Option<&'a str>) -> Context<'a> {
+        Context {
+            registry,
+            repository: "",
+            method: "GET",
+            path: "/v2/",
+            action: Action::Pull,
+            what: "the registry API (/v2/)",
+            user,
+            insufficient_scope: false,
+        }
+    }
+}
+
 /// The typed error for a non-success answer.
 pub(crate) fn from_response(ctx: &Context<'_>, status: u16, body: &[u8]) -> RegistryError {
     let parsed = ErrorBody::parse(body);

@@ -302,16 +302,7 @@ impl Client {
                     }
                     let after = retry::retry_after(resp.headers());
                     let body = read_error_body(resp).await;
-                    let ctx = error::Context {
-                        registry,
-                        repository: "",
-                        method: "GET",
-                        path: "/v2/",
-                        action: Action::Pull,
-                        what: "the registry API (/v2/)",
-                        user: None,
-                        insufficient_scope: false,
-                    };
+                    let ctx = error::Context::ping(registry, None);
                     let err = error::from_response(&ctx, status.as_u16(), &body);
                     return if retry::is_retryable_status(status) {
                         Attempt::Retry {
@@ -578,16 +569,7 @@ impl Client {
                 }
                 let status = resp.status().as_u16();
                 let body = read_error_body(resp).await;
-                let ctx = error::Context {
-                    registry,
-                    repository: "",
-                    method: "GET",
-                    path: "/v2/",
-                    action: Action::Pull,
-                    what: "the registry API (/v2/)",
-                    user: secret.username(),
-                    insufficient_scope: false,
-                };
+                let ctx = error::Context::ping(registry, secret.username());
                 Err(error::from_response(&ctx, status, &body))
             }
             Challenge::Bearer { realm, service, .. } => {
