@@ -336,3 +336,39 @@ fn an_import_failing_midway_writes_no_overlay() {
         "no overlay may point at images that were never pushed"
     );
 }
+
+/// Secrets stay secret: a password flag is refused outright, and a debug-level run (`-vv`, HTTP
+/// traffic logged) shows neither the password nor the Basic header made from it.
+#[test]
+fn passwords_are_refused_on_the_command_line_and_never_logged() {
+    let w = world();
+    let dir = w.work.path().join("app");
+    let out = bin()
+        .arg("import")
+        .arg(&w.archive)
+        .args([
+            "--registry-endpoint",
+            &w.dest.addr,
+            "--image-namespace",
+            "myapp",
+        ])
+        .args(["--registry-username", USER, "--registry-password", PASS])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--registry-password-stdin"), "{err}");
+    assert!(!err.contains(PASS), "{err}");
+    assert!(!dir.exists());
+
+    let out = import(&w.dest, &w.archive, &dir, PASS, &["-vv"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("DEBUG"), "debug logging was on");
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASS}"));
+    assert!(
+        !err.contains(PASS) && !err.contains(&basic),
+        "a secret in the debug log"
+    );
+}
