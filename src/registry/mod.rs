@@ -287,9 +287,11 @@ impl Client {
                             .unwrap_or(Challenge::Basic);
                         return Attempt::Done(Ok((base, challenge)));
                     }
-                    if let Some((e, retryable)) = first.take() {
-                        // HTTPS failed and plain HTTP answered like no registry would (a TLS
-                        // server says 400 to plain HTTP): the HTTPS problem is the real one.
+                    // HTTPS failed and plain HTTP got a 400, what a TLS server says to plain
+                    // HTTP: the HTTPS problem is the real one. Any other status is a plain-HTTP
+                    // registry answering (a 503 or 429 is retried like any other).
+                    let tls_server = status == StatusCode::BAD_REQUEST;
+                    if let Some((e, retryable)) = first.take().filter(|_| tls_server) {
                         return if retryable {
                             Attempt::Retry {
                                 why: e.to_string(),
