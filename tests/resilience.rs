@@ -55,6 +55,17 @@ fn all_there(src: &Source, reg: &TestRegistry) {
     assert_eq!(skopeo_digest(reg, "ns/b:v1"), src.image("b:v1").digest);
 }
 
+/// A request without its upload session id, so each retry of the same upload has one key.
+fn request_key(method: &str, path: &str) -> String {
+    match path.split_once("/blobs/uploads/") {
+        Some((repo, rest)) => {
+            let digest = rest.split("digest=").nth(1).unwrap_or("");
+            format!("{method} {repo} upload {digest}")
+        }
+        None => format!("{method} {path}"),
+    }
+}
+
 fn is_blob_put(method: &str, path: &str) -> bool {
     (method == "PUT" || method == "PATCH") && path.contains("/blobs/uploads/")
 }
@@ -78,18 +89,22 @@ fn world() -> World {
 fn import_survives_5xx_429_and_stalls() {
     let w = world();
     let dest = TestRegistry::start();
-    let proxy = FaultyProxy::start(&dest.addr, |method, path, n| {
-        if is_blob_put(method, path) && n % 3 == 0 {
-            Some(Fault::Status(503))
-        } else if n % 7 == 3 {
-            Some(Fault::TooMany(1))
-        } else if n % 11 == 5 {
-            Some(Fault::Status(502))
-        } else if n % 13 == 6 {
-            Some(Fault::Delay(Duration::from_millis(500)))
-        } else {
-            None
+    // Each distinct request fails once, in turn with 503, 429, 502 or a stall, then goes
+    // through: every request meets a fault, and none exhausts the retry budget however the
+    // concurrent requests interleave.
+    let first_seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    let proxy = FaultyProxy::start(&dest.addr, move |method, path, _| {
+        let key = request_key(method, path);
+        let mut seen = first_seen.lock().unwrap();
+        if !seen.insert(key) {
+            return None;
         }
+        Some(match seen.len() % 4 {
+            0 => Fault::Status(503),
+            1 => Fault::TooMany(1),
+            2 => Fault::Status(502),
+            _ => Fault::Delay(Duration::from_millis(300)),
+        })
     });
     let dir = w.work.path().join("app");
     let out = import_cmd(&proxy.addr, &w.archive, &dir).output().unwrap();
@@ -160,10 +175,15 @@ fn export_survives_a_cut_blob_and_server_errors() {
     let src = Source::start(Source::default_specs());
     let app = app_dir(&src);
     let work = tempfile::tempdir().unwrap();
-    let proxy = FaultyProxy::start(&src.reg.addr, |method, path, n| {
-        if method == "GET" && path.contains("/blobs/sha256:") && n % 2 == 0 {
-            Some(Fault::Cut(20_000)) // headers and part of the body, then a reset
-        } else if path.contains("/manifests/") && n % 5 == 1 {
+    // The first download of each blob is cut mid-body (headers and part of the body, then a
+    // reset: the client resumes with Range), the first fetch of each manifest gets a 500.
+    let first_seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    let proxy = FaultyProxy::start(&src.reg.addr, move |method, path, _| {
+        if !first_seen.lock().unwrap().insert(request_key(method, path)) {
+            None
+        } else if method == "GET" && path.contains("/blobs/sha256:") {
+            Some(Fault::Cut(20_000))
+        } else if path.contains("/manifests/") {
             Some(Fault::Status(500))
         } else {
             None
