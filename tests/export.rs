@@ -297,3 +297,23 @@ fn platform_flag_keeps_fewer_platforms_of_an_index() {
     );
     ok(bin().arg("verify").arg(&out).output().unwrap(), "verify");
 }
+
+/// Two images that flatten to the same destination name are flagged on the online host,
+/// where the archive is made, not first inside the air gap.
+#[test]
+fn export_warns_about_names_that_would_collide_at_import() {
+    let src = Source::start(vec![ImageSpec::new("a:v1", 2)]);
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(
+        app.path().join("pod.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: quay.io/org/a:v1}\n  - {name: b, image: quay.io/other/a:v1}\n",
+    )
+    .unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let res = export(&src, app.path(), &out_dir.path().join("x.airgap"), &[]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("quay.io/org/a and quay.io/other/a") && err.contains("--preserve-paths"),
+        "{err}"
+    );
+}

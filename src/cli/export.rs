@@ -44,6 +44,16 @@ pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
     if images.is_empty() {
         eprintln!("warning: no images found in {}", upstream.source);
     }
+    // Said now, on the online host, rather than first at import inside the air gap.
+    let anywhere = crate::rewrite::Endpoint::parse("registry.invalid").expect("valid");
+    if let Err(crate::rewrite::RewriteError::Collision { first, second, .. }) =
+        crate::rewrite::plan(&images, &anywhere, None, false)
+    {
+        eprintln!(
+            "warning: images {first} and {second} have the same last path component, so they \
+             would be pushed to the same name; import with --preserve-paths"
+        );
+    }
     args.registry.refuse_destination_credentials()?;
     let client = Client::new(args.registry.source_options()?)?;
     let output = args
