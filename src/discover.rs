@@ -40,7 +40,8 @@ use crate::reference::Reference;
 use crate::upstream::{self, ManifestFile};
 
 /// Container lists whose items carry an `image` (core/v1 PodSpec).
-const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+pub(crate) const CONTAINER_LISTS: [&str; 3] =
+    ["containers", "initContainers", "ephemeralContainers"];
 /// Collector lists of troubleshoot kinds.
 const COLLECTOR_LISTS: [&str; 2] = ["collectors", "hostCollectors"];
 /// Charts nest charts; a deeper nesting than this is not a real chart.
@@ -700,10 +701,10 @@ fn chart_app_version(data: &[u8]) -> Option<String> {
 
 type Parsed<'a> = (&'a str, Result<Value, String>);
 
-/// Splits a YAML stream into its documents and parses each on its own, so one broken
-/// document does not hide the others. Empty and comment-only documents are dropped, and
-/// so are `null` ones.
-fn yaml_documents(text: &str) -> Vec<Parsed<'_>> {
+/// Splits a YAML stream into its documents and parses each on its own (merge keys applied),
+/// so one broken document does not hide the others. Empty and comment-only documents are
+/// dropped, and so are `null` ones. Each comes with its text exactly as written.
+pub(crate) fn yaml_documents(text: &str) -> Vec<Parsed<'_>> {
     split_yaml(text)
         .into_iter()
         .filter(|raw| {
@@ -762,7 +763,7 @@ fn split_yaml(text: &str) -> Vec<&str> {
         let is_end = content == "..." || content.starts_with("... ");
         if is_start || is_end {
             docs.push(&text[start..pos]);
-            start = if is_start {
+            start = if is_start && content.len() > 3 {
                 pos + 3 // the rest of a `--- ` line is the next document's start
             } else {
                 pos + line.len()
@@ -819,7 +820,14 @@ mod tests {
         let docs = split_yaml("a: 1\n---\nb: |\n  ---\n  x\n--- {c: 3}\n...\n# tail\n");
         assert_eq!(docs.len(), 4, "{docs:?}");
         assert_eq!(docs[0], "a: 1\n");
-        assert!(docs[1].contains("  ---"), "{docs:?}");
+        assert_eq!(
+            docs[1], "b: |\n  ---\n  x\n",
+            "verbatim, marker line excluded"
+        );
+        assert_eq!(
+            split_yaml("a: 1\r\n---\r\nb: 2\r\n"),
+            ["a: 1\r\n", "b: 2\r\n"]
+        );
         assert_eq!(docs[2].trim(), "{c: 3}");
         assert_eq!(
             yaml_documents("---\n---\n# only a comment\n---\nnull\n").len(),

@@ -1,7 +1,6 @@
 //! Chooses the deployable subset of upstream for `base/`: Kubernetes objects only, without
 //! KOTS and troubleshoot kinds, and finds where each object's pod specs and images are.
 
-use serde::Deserialize as _;
 use serde_yaml_ng::Value;
 
 use crate::upstream::Upstream;
@@ -72,12 +71,12 @@ pub(crate) fn select(upstream: &Upstream) -> Vec<BaseFile> {
 }
 
 fn select_file(path: &str, text: &str) -> Option<BaseFile> {
-    let chunks = split_documents(text);
     let mut kept_raw: Vec<String> = Vec::new();
     let mut objects = Vec::new();
     let mut verbatim = true;
-    for chunk in &chunks {
-        let value = match Value::deserialize(serde_yaml_ng::Deserializer::from_str(chunk)) {
+    // The same document reader as discovery: what base keeps is what discovery saw.
+    for (raw, parsed) in crate::discover::yaml_documents(text) {
+        let value = match parsed {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!(file = %path, error = %e, "document is not YAML; left out of base");
@@ -85,9 +84,6 @@ fn select_file(path: &str, text: &str) -> Option<BaseFile> {
                 continue;
             }
         };
-        if value.is_null() {
-            continue; // comments only
-        }
         if let Some(items) = list_items(&value) {
             // Expanded so both kustomize versions see (and can patch) plain objects.
             verbatim = false;
@@ -108,7 +104,7 @@ fn select_file(path: &str, text: &str) -> Option<BaseFile> {
         }
         match deployable(path, &value) {
             Some(obj) => {
-                kept_raw.push(chunk.clone());
+                kept_raw.push(raw.to_string());
                 objects.push(obj);
             }
             None => verbatim = false,
@@ -142,41 +138,6 @@ fn select_file(path: &str, text: &str) -> Option<BaseFile> {
         data,
         objects,
     })
-}
-
-/// Splits YAML text at document markers (`---` at column 0, `...` ends a document),
-/// keeping each document's text exactly as written.
-fn split_documents(text: &str) -> Vec<String> {
-    let mut docs = Vec::new();
-    let mut cur = String::new();
-    let mut in_doc = true;
-    for line in text.split_inclusive('\n') {
-        let bare = line.trim_end_matches(['\n', '\r']);
-        let is_start = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
-        if is_start {
-            docs.push(std::mem::take(&mut cur));
-            in_doc = true;
-            // `--- {inline: doc}` carries content on the marker line.
-            let rest = bare[3..].trim_start();
-            if !rest.is_empty() && !rest.starts_with('#') {
-                cur.push_str(rest);
-                cur.push('\n');
-            }
-            continue;
-        }
-        if bare == "..." {
-            docs.push(std::mem::take(&mut cur));
-            in_doc = false;
-            continue;
-        }
-        if in_doc || !bare.trim().is_empty() {
-            in_doc = true;
-            cur.push_str(line);
-        }
-    }
-    docs.push(cur);
-    docs.retain(|d| !d.trim().is_empty());
-    docs
 }
 
 /// `kind: List` (or `FooList`) with `items`.
@@ -213,8 +174,6 @@ fn deployable(path: &str, v: &Value) -> Option<BaseObject> {
         tracing::warn!(file = %path, kind, "object has no metadata.name; left out of base");
         return None;
     };
-    let mut merged = v.clone();
-    let _ = merged.apply_merge(); // `<<:` keys, so pointers match what kustomize sees
     let mut obj = BaseObject {
         api_version: api_version.to_string(),
         kind: kind.to_string(),
@@ -223,11 +182,9 @@ fn deployable(path: &str, v: &Value) -> Option<BaseObject> {
         images: Vec::new(),
         pod_specs: Vec::new(),
     };
-    walk(&merged, &mut String::new(), &mut obj);
+    walk(v, &mut String::new(), &mut obj);
     Some(obj)
 }
-
-const CONTAINER_LISTS: &[&str] = &["containers", "initContainers", "ephemeralContainers"];
 
 fn walk(v: &Value, pointer: &mut String, obj: &mut BaseObject) {
     match v {
@@ -260,7 +217,7 @@ fn walk(v: &Value, pointer: &mut String, obj: &mut BaseObject) {
                 let len = pointer.len();
                 pointer.push('/');
                 pointer.push_str(&escape_pointer(key));
-                if CONTAINER_LISTS.contains(&key) {
+                if crate::discover::CONTAINER_LISTS.contains(&key) {
                     if let Value::Sequence(seq) = child {
                         for (i, c) in seq.iter().enumerate() {
                             if let Some(image) = c.get("image").and_then(Value::as_str) {
@@ -298,15 +255,6 @@ fn escape_pointer(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_documents_verbatim() {
-        let text = "# lead\na: 1\n---\nb: 2\r\n--- # c\nc: 3\n...\n---\n--- {d: 4}\n";
-        assert_eq!(
-            split_documents(text),
-            vec!["# lead\na: 1\n", "b: 2\r\n", "c: 3\n", "{d: 4}\n"]
-        );
-    }
 
     #[test]
     fn keeps_only_deployable_documents() {
