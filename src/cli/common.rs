@@ -28,6 +28,14 @@ pub struct RegistryArgs {
     /// Use plain HTTP for every registry (default only for localhost and 127.0.0.1).
     #[arg(long)]
     pub plain_http: bool,
+    /// Blob transfers at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+/// Where source images are read from and which of their platforms to keep (export, pull).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SourceArgs {
     /// Fetch source images through a mirror: SRC=MIRROR, e.g.
     /// docker.io=mirror.local:5000/docker.io (repeatable).
     #[arg(long, value_name = "SRC=MIRROR")]
@@ -39,16 +47,10 @@ pub struct RegistryArgs {
     /// default: all platforms). Images pinned by digest always keep all.
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Vec<String>,
-    /// Blob transfers at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
 }
 
-impl RegistryArgs {
-    /// Options for reading source images: TLS, mirrors, and docker login's config; the
-    /// credential flags belong to the destination and are never sent to a source.
-    pub fn source_options(&self) -> anyhow::Result<RegistryOptions> {
-        self.refuse_password_flag()?;
+impl SourceArgs {
+    fn mirrors(&self) -> anyhow::Result<Vec<Mirror>> {
         let mut mirrors = Vec::new();
         for m in &self.registry_mirror {
             mirrors.push(Mirror::parse(m).with_context(|| format!("--registry-mirror {m}"))?);
@@ -59,20 +61,35 @@ impl RegistryArgs {
                     .with_context(|| format!("--registries-conf {}", f.display()))?,
             );
         }
+        Ok(mirrors)
+    }
+}
+
+impl RegistryArgs {
+    /// TLS and plain-HTTP settings, and docker login's config (read by the client).
+    fn connection(&self) -> anyhow::Result<RegistryOptions> {
+        self.refuse_password_flag()?;
         Ok(RegistryOptions {
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             ca_files: self.registry_ca.clone(),
             plain_http: self.plain_http,
-            mirrors,
             user_agent: Some(format!("kots-bundle/{}", env!("CARGO_PKG_VERSION"))),
             ..RegistryOptions::default()
         })
     }
 
+    /// Options for reading source images: TLS, mirrors, and docker login's config; the
+    /// credential flags belong to the destination and are never sent to a source.
+    pub fn source_options(&self, source: &SourceArgs) -> anyhow::Result<RegistryOptions> {
+        Ok(RegistryOptions {
+            mirrors: source.mirrors()?,
+            ..self.connection()?
+        })
+    }
+
     /// Options for pushing to `host`, with the credential flags (password read from stdin).
     pub fn destination_options(&self, host: &str) -> anyhow::Result<RegistryOptions> {
-        let mut options = self.source_options()?;
-        options.mirrors.clear();
+        let mut options = self.connection()?;
         options.credentials = match (&self.registry_username, self.registry_password_stdin) {
             (Some(user), true) => {
                 let mut line = String::new();

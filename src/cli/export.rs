@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::common::{runtime, RegistryArgs};
+use super::common::{runtime, RegistryArgs, SourceArgs};
 use super::selection::{report_problems, SelectionArgs};
 use crate::archive::{Compression, ZstdOptions};
 use crate::cli::exit;
@@ -32,6 +32,8 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub upstream_args: super::upstream::UpstreamArgs,
     #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -55,7 +57,7 @@ pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
         );
     }
     args.registry.refuse_destination_credentials()?;
-    let client = Client::new(args.registry.source_options()?)?;
+    let client = Client::new(args.registry.source_options(&args.source)?)?;
     let output = args
         .output
         .clone()
@@ -67,7 +69,7 @@ pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
             level: args.zstd_level,
             ..ZstdOptions::default()
         },
-        platforms: args.registry.platform.clone(),
+        platforms: args.source.platform.clone(),
         concurrency: args.registry.concurrency as usize,
         quiet,
     };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use super::common::{runtime, RegistryArgs};
+use super::common::{runtime, RegistryArgs, SourceArgs};
 use super::import::DestinationArgs;
 use super::selection::{report_problems, SelectionArgs};
 use crate::cli::exit;
@@ -44,6 +44,8 @@ pub struct PullArgs {
     #[command(flatten)]
     pub upstream_args: super::upstream::UpstreamArgs,
     #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -77,7 +79,7 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
         args.registry.refuse_destination_credentials()?;
         (None, None, WriteOptions::default())
     };
-    let source_client = Client::new(args.registry.source_options()?)?;
+    let source_client = Client::new(args.registry.source_options(&args.source)?)?;
 
     let cwd = std::env::current_dir().context("current directory")?;
     let app_dir = args
@@ -88,7 +90,7 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
         app_dir: app_dir.clone(),
         destination,
         write,
-        platforms: args.registry.platform.clone(),
+        platforms: args.source.platform.clone(),
         concurrency: args.registry.concurrency as usize,
         quiet,
     };
