@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::app::{app_dir, bin, ok, output_with_stdin, Source};
+use common::app::{app_dir, bin, ok, output_with_stdin, rendered_images, Source};
 use common::synth::{self, ImageSpec};
 use common::TestRegistry;
 
@@ -66,37 +66,6 @@ fn kubectls() -> Vec<PathBuf> {
         old.display()
     );
     vec![PathBuf::from("kubectl"), old]
-}
-
-/// Every `image:` value in the rendered output.
-fn rendered_images(kubectl: &Path, dir: &Path) -> Vec<String> {
-    let out = ok(
-        Command::new(kubectl)
-            .arg("kustomize")
-            .arg(dir)
-            .output()
-            .unwrap(),
-        &format!("{} kustomize {}", kubectl.display(), dir.display()),
-    );
-    let mut images: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("image: "))
-        .map(|s| s.trim_matches('"').to_string())
-        .collect();
-    images.sort();
-    images.dedup();
-    images
-}
-
-fn count_writes(reg: &TestRegistry) -> usize {
-    reg.log()
-        .lines()
-        .filter(|l| {
-            l.contains("response completed")
-                && (l.contains("http.request.method=PUT")
-                    || l.contains("http.request.method=PATCH"))
-        })
-        .count()
 }
 
 fn skopeo_digest(dest: &TestRegistry, r: &str) -> String {
@@ -196,7 +165,7 @@ fn import_pushes_everything_and_the_overlay_renders_on_old_and_new_kubectl() {
     }
 
     // A second import pushes nothing.
-    let before = count_writes(&w.dest);
+    let before = w.dest.count_writes();
     let out = import(&w.dest, &w.archive, &dir, PASS, &[]);
     assert!(
         out.status.success(),
@@ -204,7 +173,7 @@ fn import_pushes_everything_and_the_overlay_renders_on_old_and_new_kubectl() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        count_writes(&w.dest),
+        w.dest.count_writes(),
         before,
         "re-import wrote to the registry"
     );
@@ -257,14 +226,14 @@ fn update_keeps_operator_edits_and_pushes_only_the_new_image() {
     let archive2 = w.work.path().join("app-v2.airgap");
     export(&w.src, app2.path(), &archive2);
 
-    let before = count_writes(&w.dest);
+    let before = w.dest.count_writes();
     let out = import(&w.dest, &archive2, &dir, PASS, &[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let writes = count_writes(&w.dest) - before;
+    let writes = w.dest.count_writes() - before;
     // b:v2 has its own layer, config and manifest; the shared base and everything else exist.
     assert!(
         writes > 0 && writes <= 4,
@@ -314,7 +283,7 @@ fn wrong_password_fails_before_any_push() {
         !stderr.contains(wrong),
         "never echoes the password: {stderr}"
     );
-    assert_eq!(count_writes(&w.dest), 0, "nothing pushed");
+    assert_eq!(w.dest.count_writes(), 0, "nothing pushed");
     assert!(!dir.exists(), "no app directory written");
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::app::{app_dir, bin, ok, output_with_stdin, Source};
+use common::app::{app_dir, bin, ok, output_with_stdin, rendered_images, Source};
 use common::synth::{self, ImageSpec};
 use common::TestRegistry;
 
@@ -166,37 +166,6 @@ fn pull(
     )
 }
 
-fn count_writes(reg: &TestRegistry) -> usize {
-    reg.log()
-        .lines()
-        .filter(|l| {
-            l.contains("response completed")
-                && (l.contains("http.request.method=PUT")
-                    || l.contains("http.request.method=PATCH"))
-        })
-        .count()
-}
-
-/// Every `image:` value rendered by `kubectl kustomize DIR`.
-fn rendered_images(dir: &Path) -> Vec<String> {
-    let out = ok(
-        Command::new("kubectl")
-            .arg("kustomize")
-            .arg(dir)
-            .output()
-            .unwrap(),
-        "kubectl kustomize",
-    );
-    let mut images: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("image: "))
-        .map(|s| s.trim_matches('"').to_string())
-        .collect();
-    images.sort();
-    images.dedup();
-    images
-}
-
 fn skopeo_digest(transport_ref: &str, creds: bool) -> String {
     let mut cmd = Command::new("skopeo");
     cmd.args(["inspect", "--raw"]);
@@ -256,7 +225,10 @@ fn seed_flow_pulls_pushes_rewrites_and_updates_in_place() {
         format!("{r}/myapp/multi:1"),
     ];
     want.sort();
-    assert_eq!(rendered_images(&dir.join("overlays/midstream")), want);
+    assert_eq!(
+        rendered_images(Path::new("kubectl"), &dir.join("overlays/midstream")),
+        want
+    );
     assert_eq!(
         skopeo_digest(&format!("docker://{r}/myapp/multi:1"), true),
         src.image("multi:1").digest
@@ -275,7 +247,7 @@ fn seed_flow_pulls_pushes_rewrites_and_updates_in_place() {
     let v2 = app_v2(&src);
     vendor.publish(v2.path(), "1.1.0");
     let blobs_before = blob_files(&dir.join("images"));
-    let writes_before = count_writes(&dest);
+    let writes_before = dest.count_writes();
 
     // The seed's update: cd into the kept directory and run the same command.
     let out = pull(&dir, &src, &dest, &license, &vendor, &[]);
@@ -285,14 +257,14 @@ fn seed_flow_pulls_pushes_rewrites_and_updates_in_place() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!dir.join("myapp").exists(), "updated in place, not nested");
-    let writes = count_writes(&dest) - writes_before;
+    let writes = dest.count_writes() - writes_before;
     assert!(
         writes > 0 && writes <= 4,
         "only b:v2 (layer, config, manifest) is pushed; saw {writes} writes"
     );
     // b:v2 adds one layer, one config, one manifest to the kept layout; nothing else is fetched.
     assert_eq!(blob_files(&dir.join("images")) - blobs_before, 3);
-    let rendered = rendered_images(&dir.join("overlays/midstream"));
+    let rendered = rendered_images(Path::new("kubectl"), &dir.join("overlays/midstream"));
     assert!(
         rendered.contains(&format!("{r}/myapp/b:v2")),
         "{rendered:?}"
@@ -337,7 +309,7 @@ fn pull_without_rewrite_keeps_images_and_pushes_nothing() {
     );
     assert_eq!(d, src.image("b:v1").digest);
     // No rewrite: the overlay deploys the images from where the manifests say.
-    let rendered = rendered_images(&dir.join("overlays/midstream"));
+    let rendered = rendered_images(Path::new("kubectl"), &dir.join("overlays/midstream"));
     assert!(
         rendered.contains(&"quay.io/org/b:v1".to_string()),
         "{rendered:?}"

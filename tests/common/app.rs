@@ -110,3 +110,23 @@ impl Source {
         img
     }
 }
+
+/// Every `image:` value `KUBECTL kustomize DIR` renders, sorted and unique.
+pub fn rendered_images(kubectl: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
+    let out = ok(
+        Command::new(kubectl)
+            .arg("kustomize")
+            .arg(dir)
+            .output()
+            .unwrap(),
+        &format!("{} kustomize {}", kubectl.display(), dir.display()),
+    );
+    let mut images: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("image: "))
+        .map(|s| s.trim_matches('"').to_string())
+        .collect();
+    images.sort();
+    images.dedup();
+    images
+}

@@ -155,6 +155,18 @@ impl TestRegistry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
+    /// Blob and manifest writes (PUT/PATCH) the registry has completed, from its log.
+    pub fn count_writes(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.contains("response completed")
+                    && (l.contains("http.request.method=PUT")
+                        || l.contains("http.request.method=PATCH"))
+            })
+            .count()
+    }
+
     pub fn storage(&self) -> PathBuf {
         self.dir.path().join("storage")
     }
