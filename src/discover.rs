@@ -32,12 +32,12 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::Context as _;
-use serde::Deserialize as _;
 use serde_yaml_ng::Value;
 
 use crate::archive::{ArchiveError, ArchiveReader};
 use crate::reference::Reference;
 use crate::upstream::{self, ManifestFile};
+use crate::yaml;
 
 /// Container lists whose items carry an `image` (core/v1 PodSpec).
 pub(crate) const CONTAINER_LISTS: [&str; 3] =
@@ -204,23 +204,6 @@ impl DocCtx<'_> {
     }
 }
 
-#[derive(PartialEq)]
-enum Format {
-    Yaml,
-    Json,
-}
-
-fn format_of(path: &str) -> Option<Format> {
-    let lower = path.to_ascii_lowercase();
-    if lower.ends_with(".yaml") || lower.ends_with(".yml") {
-        Some(Format::Yaml)
-    } else if lower.ends_with(".json") {
-        Some(Format::Json)
-    } else {
-        None
-    }
-}
-
 /// `a/b/c.yaml` -> (`a/b`, `c.yaml`); `c.yaml` -> (``, `c.yaml`).
 fn split_dir(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or(("", path))
@@ -254,7 +237,7 @@ impl Scanner {
                 self.scan_tgz(&display, &f.data, depth);
                 continue;
             }
-            let Some(format) = format_of(&f.path) else {
+            let Some(format) = yaml::Format::of(&f.path) else {
                 continue;
             };
             let (dir, base) = split_dir(&f.path);
@@ -304,17 +287,14 @@ impl Scanner {
         }
     }
 
-    fn scan_manifest(&mut self, file: &str, data: &[u8], format: Format, in_template: bool) {
+    fn scan_manifest(&mut self, file: &str, data: &[u8], format: yaml::Format, in_template: bool) {
         let Ok(text) = std::str::from_utf8(data) else {
             tracing::debug!("{file}: not UTF-8, skipped");
             return;
         };
-        let docs = match format {
-            Format::Json => json_documents(text),
-            Format::Yaml => yaml_documents(text),
-        };
+        let docs = yaml::documents(text, format);
         let multi = docs.len() > 1;
-        for (i, (raw, parsed)) in docs.into_iter().enumerate() {
+        for (i, yaml::Document { raw, parsed, .. }) in docs.into_iter().enumerate() {
             let label = if multi {
                 format!("(document {})", i + 1)
             } else {
@@ -526,7 +506,8 @@ impl Scanner {
             tracing::debug!("{file}: not UTF-8, skipped");
             return;
         };
-        for (i, (_, parsed)) in yaml_documents(text).into_iter().enumerate() {
+        for (i, doc) in yaml::yaml_documents(text).into_iter().enumerate() {
+            let parsed = doc.parsed;
             match parsed {
                 Ok(v) => {
                     let mut path = String::new();
@@ -699,107 +680,6 @@ fn chart_app_version(data: &[u8]) -> Option<String> {
         .filter(|s| !s.is_empty() && !is_templated(s))
 }
 
-type Parsed<'a> = (&'a str, Result<Value, String>);
-
-/// Splits a YAML stream into its documents and parses each on its own (merge keys applied),
-/// so one broken document does not hide the others. Empty and comment-only documents are
-/// dropped, and so are `null` ones. Each comes with its text exactly as written.
-pub(crate) fn yaml_documents(text: &str) -> Vec<Parsed<'_>> {
-    split_yaml(text)
-        .into_iter()
-        .filter(|raw| {
-            raw.lines().any(|l| {
-                let t = l.trim();
-                !t.is_empty() && !t.starts_with('#') && !l.starts_with('%')
-            })
-        })
-        .filter_map(|raw| {
-            let parsed = parse_yaml(raw);
-            match parsed {
-                Ok(Value::Null) => None,
-                other => Some((raw, other)),
-            }
-        })
-        .collect()
-}
-
-fn parse_yaml(raw: &str) -> Result<Value, String> {
-    // CRLF files: the parser copes, but a stray `\r` would end up in scalars.
-    let owned;
-    let raw = if raw.contains('\r') {
-        owned = raw.replace("\r\n", "\n");
-        owned.as_str()
-    } else {
-        raw
-    };
-    // Directives (`%YAML 1.2`) belong to the stream, not to one document.
-    let body: String;
-    let raw = if raw.lines().any(|l| l.starts_with('%')) {
-        body = raw
-            .lines()
-            .filter(|l| !l.starts_with('%'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        body.as_str()
-    } else {
-        raw
-    };
-    let mut v = Value::deserialize(serde_yaml_ng::Deserializer::from_str(raw))
-        .map_err(|e| e.to_string())?;
-    v.apply_merge().map_err(|e| format!("merge key: {e}"))?;
-    Ok(v)
-}
-
-/// The documents of a YAML stream, separated by `---` (which may carry content after it
-/// on its line) and ended by `...`. Markers are only at column 0, as YAML requires.
-fn split_yaml(text: &str) -> Vec<&str> {
-    let mut docs = Vec::new();
-    let mut start = 0;
-    let mut pos = 0;
-    for line in text.split_inclusive('\n') {
-        let content = line.trim_end_matches(['\n', '\r']);
-        let is_start = content == "---"
-            || (content.starts_with("---") && content[3..].starts_with([' ', '\t']));
-        let is_end = content == "..." || content.starts_with("... ");
-        if is_start || is_end {
-            docs.push(&text[start..pos]);
-            start = if is_start && content.len() > 3 {
-                pos + 3 // the rest of a `--- ` line is the next document's start
-            } else {
-                pos + line.len()
-            };
-        }
-        pos += line.len();
-    }
-    docs.push(&text[start..]);
-    docs
-}
-
-/// A JSON file: one value or a stream of them (`{..}{..}`, or one per line).
-fn json_documents(text: &str) -> Vec<Parsed<'_>> {
-    let mut out = Vec::new();
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
-    loop {
-        let offset = stream.byte_offset();
-        match stream.next() {
-            None => break,
-            Some(Ok(j)) => {
-                let raw = &text[offset..stream.byte_offset()];
-                let v = serde_yaml_ng::to_value(j).map_err(|e| e.to_string());
-                if !matches!(v, Ok(Value::Null)) {
-                    out.push((raw, v));
-                }
-            }
-            Some(Err(e)) => {
-                // A JSON stream cannot be resynchronized after an error.
-                out.push((&text[offset..], Err(e.to_string())));
-                break;
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -813,26 +693,6 @@ mod tests {
 
     fn refs(d: &Discovery) -> Vec<String> {
         d.references().iter().map(|r| r.to_string()).collect()
-    }
-
-    #[test]
-    fn splits_documents_at_markers_only_at_column_zero() {
-        let docs = split_yaml("a: 1\n---\nb: |\n  ---\n  x\n--- {c: 3}\n...\n# tail\n");
-        assert_eq!(docs.len(), 4, "{docs:?}");
-        assert_eq!(docs[0], "a: 1\n");
-        assert_eq!(
-            docs[1], "b: |\n  ---\n  x\n",
-            "verbatim, marker line excluded"
-        );
-        assert_eq!(
-            split_yaml("a: 1\r\n---\r\nb: 2\r\n"),
-            ["a: 1\r\n", "b: 2\r\n"]
-        );
-        assert_eq!(docs[2].trim(), "{c: 3}");
-        assert_eq!(
-            yaml_documents("---\n---\n# only a comment\n---\nnull\n").len(),
-            0
-        );
     }
 
     #[test]

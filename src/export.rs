@@ -51,8 +51,10 @@ pub async fn resolve_all(
         .await
 }
 
+/// Exports `upstream` under `name` (its checked app name).
 pub async fn export(
     upstream: &Upstream,
+    name: &str,
     images: &[Reference],
     client: Client,
     opts: &ExportOptions,
@@ -60,7 +62,7 @@ pub async fn export(
     let source = Arc::new(RegistrySource::new(client));
     let resolved = resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
     let app = App {
-        name: upstream.name.clone(),
+        name: name.to_string(),
         version: upstream.version.clone(),
         source: upstream.source.clone(),
     };

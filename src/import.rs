@@ -120,9 +120,9 @@ pub fn state_for(
     upstream: &Upstream,
     images: &[ResolvedImage],
     rewrites: &[ImageRewrite],
-) -> State {
-    State {
-        app: upstream.name.clone(),
+) -> Result<State, crate::upstream::UpstreamError> {
+    Ok(State {
+        app: upstream.require_name()?.to_string(),
         version: upstream.version.clone(),
         source: upstream.source.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -137,7 +137,7 @@ pub fn state_for(
                 })
             })
             .collect(),
-    }
+    })
 }
 
 pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
@@ -179,15 +179,15 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         .context("reading the manifests")??;
     let upstream = Upstream {
         source: meta.app.source.clone(),
-        name: meta.app.name.clone(),
+        name: Some(meta.app.name.clone()),
         version: meta.app.version.clone(),
         files,
     };
     let app_dir = opts
         .app_dir
         .clone()
-        .unwrap_or_else(|| PathBuf::from(&upstream.name));
-    let state = state_for(&upstream, &images, &rewrites);
+        .unwrap_or_else(|| PathBuf::from(&meta.app.name));
+    let state = state_for(&upstream, &images, &rewrites)?;
     overlay::write_app_dir(&app_dir, &upstream, &rewrites, &state, &opts.write)
         .with_context(|| format!("writing the app directory {}", app_dir.display()))?;
     Ok(ImportSummary { app_dir, report })

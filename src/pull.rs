@@ -97,7 +97,7 @@ pub async fn pull(
         _ => None,
     };
 
-    let state = state_for(upstream, &resolved, &rewrites);
+    let state = state_for(upstream, &resolved, &rewrites)?;
     overlay::write_app_dir(&opts.app_dir, upstream, &rewrites, &state, &opts.write)
         .with_context(|| format!("writing the app directory {}", opts.app_dir.display()))?;
     Ok(PullSummary { fetched, pushed })

@@ -24,8 +24,9 @@ pub struct ManifestFile {
 pub struct Upstream {
     /// Where it came from, as the user wrote it (never with credentials).
     pub source: String,
-    /// App name: from the KOTS `Application` kind, the release, or the source's file name.
-    pub name: String,
+    /// App name: `--app-name`, else the release's, the KOTS `Application`'s, or the
+    /// source's own (never a generic folder name); `None` when none of them gives one.
+    pub name: Option<String>,
     /// App version, when the release or the `Application` kind gives one.
     pub version: Option<String>,
     /// Sorted by path.
@@ -42,12 +43,19 @@ pub enum UpstreamError {
     },
     #[error("upstream {path}: not a directory, .tar.gz or .tgz file")]
     Unsupported { path: PathBuf },
-    #[error("upstream {path}: unsafe entry {entry:?} in archive ({why})")]
+    #[error("upstream {path}: file {entry:?} cannot be carried ({why})")]
     UnsafeEntry {
         path: PathBuf,
         entry: String,
-        why: &'static str,
+        why: String,
     },
+    #[error("--app-name {name:?}: {why}")]
+    AppName { name: String, why: String },
+    #[error(
+        "upstream {source_ref}: cannot tell the app's name (no KOTS Application document, and \
+         its folder names are generic); pass --app-name NAME"
+    )]
+    NoName { source_ref: String },
     #[error(
         "upstream {path}: larger than {MAX_UPSTREAM_BYTES} bytes; is this really a manifests tree?"
     )]
@@ -62,6 +70,15 @@ pub enum UpstreamError {
     Source { source_ref: String, why: String },
 }
 
+impl Upstream {
+    /// The app's name, for commands that name files and directories after it.
+    pub fn require_name(&self) -> Result<&str, UpstreamError> {
+        self.name.as_deref().ok_or_else(|| UpstreamError::NoName {
+            source_ref: self.source.clone(),
+        })
+    }
+}
+
 /// How to fetch remote upstreams.
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamOptions {
@@ -69,6 +86,8 @@ pub struct UpstreamOptions {
     pub license_file: Option<PathBuf>,
     /// Extra CA (PEM) trusted for `https://` and the vendor API.
     pub ca_file: Option<PathBuf>,
+    /// `--app-name`: the app's name, instead of the one the upstream suggests.
+    pub app_name: Option<String>,
 }
 
 /// Fetches the app from any supported source: a directory or tarball path, an `https://`
@@ -80,7 +99,7 @@ pub async fn load(source: &str, opts: &UpstreamOptions) -> Result<Upstream, Upst
     if source.starts_with("https://") || is_loopback_http(source) {
         let bytes = fetch(source, opts, None).await?.0;
         let files = read_tgz(&bytes[..], Path::new(source))?;
-        return finish_remote(source, files, None, None);
+        return finish_remote(source, files, None, None, opts);
     }
     if source.starts_with("http://") {
         return Err(UpstreamError::Source {
@@ -89,16 +108,15 @@ pub async fn load(source: &str, opts: &UpstreamOptions) -> Result<Upstream, Upst
         });
     }
     let path = Path::new(source);
-    let mut up = tokio::task::block_in_place(|| load_path(path))?;
-    up.source = source.to_string();
-    Ok(up)
+    tokio::task::block_in_place(|| load_path(path, opts))
 }
 
 fn finish_remote(
     source: &str,
     mut files: Vec<ManifestFile>,
-    name: Option<String>,
+    release_name: Option<String>,
     version: Option<String>,
+    opts: &UpstreamOptions,
 ) -> Result<Upstream, UpstreamError> {
     if files.is_empty() {
         return Err(UpstreamError::Empty {
@@ -106,22 +124,97 @@ fn finish_remote(
         });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    check_tree(source, &files)?;
     let (app_name, app_version) = app_identity(&files);
-    let fallback = source
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or("app")
-        .trim_end_matches(".tar.gz")
-        .trim_end_matches(".tgz")
-        .to_string();
+    // The URL's path, most specific first: `.../myapp-1.2.tgz` names the app.
+    let path = url::Url::parse(source)
+        .map(|u| u.path().to_string())
+        .unwrap_or_default();
+    let from_source = path.rsplit('/').find_map(name_from_component);
     Ok(Upstream {
         source: source.to_string(),
-        name: name
-            .or(app_name)
-            .unwrap_or_else(|| sanitize_name(&fallback)),
+        name: choose_name(
+            opts,
+            [release_name, app_name, from_source].into_iter().flatten(),
+        )?,
         version: version.or(app_version),
         files,
+    })
+}
+
+/// Folder names that say nothing about the app (`./manifests`): the app is named after the
+/// folder above instead.
+const GENERIC_NAMES: &[&str] = &[
+    "manifests",
+    "manifest",
+    "upstream",
+    "deploy",
+    "deployment",
+    "deployments",
+    "k8s",
+    "kubernetes",
+    "kube",
+    "yaml",
+    "yamls",
+    "config",
+    "configs",
+    "base",
+    "app",
+    "apps",
+    "src",
+    "release",
+    "releases",
+    "chart",
+    "charts",
+    "kustomize",
+    "overlays",
+    "resources",
+    "files",
+    "dist",
+    "build",
+    "output",
+    "out",
+    "tmp",
+    "temp",
+    "latest",
+    "stable",
+];
+
+/// An app name from one path component (`myapp-1.2.tgz` -> `myapp-1-2`), unless generic.
+fn name_from_component(part: &str) -> Option<String> {
+    let stem = part
+        .trim_end_matches(".tar.gz")
+        .trim_end_matches(".tgz")
+        .trim_end_matches(".tar");
+    if GENERIC_NAMES.contains(&stem.to_ascii_lowercase().as_str()) {
+        return None;
+    }
+    crate::names::app_name_from(stem)
+}
+
+/// `--app-name` if given (checked, never altered), else the first of `found`.
+fn choose_name(
+    opts: &UpstreamOptions,
+    mut found: impl Iterator<Item = String>,
+) -> Result<Option<String>, UpstreamError> {
+    if let Some(name) = &opts.app_name {
+        crate::names::app_name(name).map_err(|why| UpstreamError::AppName {
+            name: crate::names::escaped(name),
+            why: why.to_string(),
+        })?;
+        return Ok(Some(name.clone()));
+    }
+    Ok(found.next())
+}
+
+/// Every file can be written beside the others (no `a` beside `a/b.yaml`, no duplicates).
+fn check_tree(source: &str, files: &[ManifestFile]) -> Result<(), UpstreamError> {
+    crate::names::check_tree(files.iter().map(|f| f.path.as_str())).map_err(|(entry, why)| {
+        UpstreamError::UnsafeEntry {
+            path: PathBuf::from(source),
+            entry,
+            why: why.to_string(),
+        }
     })
 }
 
@@ -283,13 +376,14 @@ async fn load_replicated(
     finish_remote(
         source,
         files,
-        Some(sanitize_name(&license.app_slug)),
+        crate::names::app_name_from(&license.app_slug),
         version,
+        opts,
     )
 }
 
 /// Reads a local directory or tarball.
-pub fn load_path(path: &Path) -> Result<Upstream, UpstreamError> {
+pub fn load_path(path: &Path, opts: &UpstreamOptions) -> Result<Upstream, UpstreamError> {
     let meta = std::fs::metadata(path).map_err(|source| UpstreamError::Io {
         path: path.to_path_buf(),
         source,
@@ -313,11 +407,23 @@ pub fn load_path(path: &Path) -> Result<Upstream, UpstreamError> {
         });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let fallback = default_name(path);
+    let source = path.display().to_string();
+    check_tree(&source, &files)?;
     let (name, version) = app_identity(&files);
+    // The path's own name, or the folder's above a generic one (`myapp/manifests`).
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let from_path = canonical
+        .components()
+        .rev()
+        .take(2)
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .find_map(|c| name_from_component(&c));
     Ok(Upstream {
-        source: path.display().to_string(),
-        name: name.unwrap_or(fallback),
+        name: choose_name(opts, name.into_iter().chain(from_path))?,
+        source,
         version,
         files,
     })
@@ -325,39 +431,6 @@ pub fn load_path(path: &Path) -> Result<Upstream, UpstreamError> {
 
 pub fn is_tarball_name(name: &str) -> bool {
     name.ends_with(".tar.gz") || name.ends_with(".tgz")
-}
-
-fn default_name(path: &Path) -> String {
-    let base = path
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "app".to_string());
-    let base = base
-        .trim_end_matches(".tar.gz")
-        .trim_end_matches(".tgz")
-        .to_string();
-    sanitize_name(&base)
-}
-
-/// Lowercase DNS-label-ish name usable as a directory and file name.
-pub fn sanitize_name(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    out = out.trim_matches(|c| c == '-' || c == '.').to_string();
-    if out.is_empty() {
-        "app".to_string()
-    } else {
-        out
-    }
 }
 
 fn read_dir(root: &Path) -> Result<Vec<ManifestFile>, UpstreamError> {
@@ -391,12 +464,19 @@ fn read_dir(root: &Path) -> Result<Vec<ManifestFile>, UpstreamError> {
                 path: root.to_path_buf(),
             });
         }
-        let path = rel
+        let raw = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
-        files.push(ManifestFile { path, data });
+        // Refused here, before anything is fetched, for the same reasons the archive
+        // reader would refuse it inside the air gap.
+        crate::names::relative_path(&raw).map_err(|why| UpstreamError::UnsafeEntry {
+            path: root.to_path_buf(),
+            entry: crate::names::escaped(&raw),
+            why: why.to_string(),
+        })?;
+        files.push(ManifestFile { path: raw, data });
     }
     Ok(files)
 }
@@ -422,13 +502,15 @@ pub fn read_tgz(r: impl Read, origin: &Path) -> Result<Vec<ManifestFile>, Upstre
             return Err(UpstreamError::UnsafeEntry {
                 path: origin.to_path_buf(),
                 entry: raw,
-                why: "not a regular file",
+                why: "not a regular file".into(),
             });
         }
-        let path = safe_relative_path(&raw).ok_or_else(|| UpstreamError::UnsafeEntry {
-            path: origin.to_path_buf(),
-            entry: raw.clone(),
-            why: "absolute or leaves the archive root",
+        let path = crate::names::normalize_relative_path(&raw).map_err(|why| {
+            UpstreamError::UnsafeEntry {
+                path: origin.to_path_buf(),
+                entry: crate::names::escaped(&raw),
+                why: why.to_string(),
+            }
         })?;
         total += entry.size();
         if total > MAX_UPSTREAM_BYTES {
@@ -442,24 +524,6 @@ pub fn read_tgz(r: impl Read, origin: &Path) -> Result<Vec<ManifestFile>, Upstre
     }
     strip_common_top_dir(&mut files);
     Ok(files)
-}
-
-/// `a/./b` -> `a/b`; `None` for absolute paths or any `..`.
-pub fn safe_relative_path(raw: &str) -> Option<String> {
-    let p = Path::new(raw);
-    let mut parts = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
-            Component::CurDir => {}
-            _ => return None,
-        }
-    }
-    if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join("/"))
-    }
 }
 
 /// Release tarballs usually wrap everything in one top directory (`app-1.2.3/...`);
@@ -477,19 +541,18 @@ fn strip_common_top_dir(files: &mut [ManifestFile]) {
     }
 }
 
-/// Name and version from a KOTS `Application` document, when the app ships one.
+/// Name and version from a KOTS `Application` document, when the app ships one. Files that
+/// do not parse are skipped here: the render stage reports them, once.
 pub fn app_identity(files: &[ManifestFile]) -> (Option<String>, Option<String>) {
     for f in files {
-        if !(f.path.ends_with(".yaml") || f.path.ends_with(".yml")) {
+        if crate::yaml::Format::of(&f.path).is_none() {
             continue;
         }
         let Ok(text) = std::str::from_utf8(&f.data) else {
             continue;
         };
-        for doc in serde_yaml_ng::Deserializer::from_str(text) {
-            let Ok(v) = serde_yaml_ng::Value::deserialize(doc) else {
-                continue;
-            };
+        for doc in crate::yaml::yaml_documents(text) {
+            let Ok(v) = doc.parsed else { continue };
             let api = v.get("apiVersion").and_then(|a| a.as_str()).unwrap_or("");
             if v.get("kind").and_then(|k| k.as_str()) == Some("Application")
                 && api.starts_with("kots.io/")
@@ -498,7 +561,7 @@ pub fn app_identity(files: &[ManifestFile]) -> (Option<String>, Option<String>) 
                     .get("metadata")
                     .and_then(|m| m.get("name"))
                     .and_then(|n| n.as_str())
-                    .map(sanitize_name);
+                    .and_then(crate::names::app_name_from);
                 let version = v
                     .get("spec")
                     .and_then(|s| s.get("version"))
@@ -511,22 +574,9 @@ pub fn app_identity(files: &[ManifestFile]) -> (Option<String>, Option<String>) 
     (None, None)
 }
 
-use serde::Deserialize as _;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn safe_paths() {
-        assert_eq!(
-            safe_relative_path("./a/b.yaml").as_deref(),
-            Some("a/b.yaml")
-        );
-        assert_eq!(safe_relative_path("../x"), None);
-        assert_eq!(safe_relative_path("/etc/passwd"), None);
-        assert_eq!(safe_relative_path("a/../../x"), None);
-    }
 
     #[test]
     fn strips_single_top_dir() {

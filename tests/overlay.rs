@@ -77,7 +77,7 @@ fn rewrites() -> Vec<ImageRewrite> {
 
 fn state_for(up: &Upstream, rw: &[ImageRewrite]) -> State {
     State {
-        app: up.name.clone(),
+        app: up.name.clone().unwrap(),
         version: up.version.clone(),
         source: up.source.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -100,7 +100,7 @@ fn write(dir: &Path, up: &Upstream, opts: &WriteOptions) {
 fn new_app(opts: &WriteOptions) -> (tempfile::TempDir, PathBuf, Upstream) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("app");
-    let up = load_path(&fixture()).unwrap();
+    let up = load_path(&fixture(), &Default::default()).unwrap();
     write(&dir, &up, opts);
     (tmp, dir, up)
 }
@@ -318,7 +318,7 @@ fn upstream_is_kept_as_shipped_and_base_is_the_deployable_subset() {
 fn helm_chart_archives_stay_in_upstream_only() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("app");
-    let mut up = load_path(&fixture()).unwrap();
+    let mut up = load_path(&fixture(), &Default::default()).unwrap();
     up.files.push(ManifestFile {
         path: "charts/thing-0.1.0.tgz".into(),
         data: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3],
@@ -336,7 +336,7 @@ fn nothing_deployable_still_renders() {
     let dir = tmp.path().join("app");
     let up = Upstream {
         source: "test".into(),
-        name: "only-kots".into(),
+        name: Some("only-kots".into()),
         version: None,
         files: vec![ManifestFile {
             path: "app.yaml".into(),
@@ -687,7 +687,7 @@ fn plan_naming_collision_and_preserve_paths() {
 fn preserve_paths_targets_render_with_both_versions() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("app");
-    let up = load_path(&fixture()).unwrap();
+    let up = load_path(&fixture(), &Default::default()).unwrap();
     let rw = plan(
         &fixture_sources(),
         &Endpoint::parse(REGISTRY).unwrap(),

@@ -40,6 +40,7 @@ pub struct ExportArgs {
 pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
     let rt = runtime()?;
     let upstream = rt.block_on(args.upstream_args.load(&args.upstream))?;
+    let name = upstream.require_name()?.to_string();
     let found = args.selection.select(&upstream.files)?;
     report_problems(&found);
     let images = found.references();
@@ -61,7 +62,7 @@ pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
     let output = args
         .output
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.airgap", upstream.name)));
+        .unwrap_or_else(|| PathBuf::from(format!("{}.airgap", name)));
     let opts = ExportOptions {
         output: output.clone(),
         compression: args.compression,
@@ -73,7 +74,7 @@ pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
         concurrency: args.registry.concurrency as usize,
         quiet,
     };
-    rt.block_on(export(&upstream, &images, client, &opts))
+    rt.block_on(export(&upstream, &name, &images, client, &opts))
         .with_context(|| format!("export to {} failed; nothing was written", output.display()))?;
     Ok(exit::OK)
 }

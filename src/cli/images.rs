@@ -68,7 +68,7 @@ fn find(path: &Path) -> anyhow::Result<Discovery> {
     })?;
     let name = path.to_string_lossy().to_ascii_lowercase();
     if meta.is_dir() || upstream::is_tarball_name(&name) {
-        let up = upstream::load_path(path)?;
+        let up = upstream::load_path(path, &upstream::UpstreamOptions::default())?;
         return Ok(discover::discover(&up.files));
     }
     if [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e)) {

@@ -82,10 +82,10 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
     let source_client = Client::new(args.registry.source_options(&args.source)?)?;
 
     let cwd = std::env::current_dir().context("current directory")?;
-    let app_dir = args
-        .dest
-        .clone()
-        .unwrap_or_else(|| default_app_dir(&cwd, &upstream.name));
+    let app_dir = match &args.dest {
+        Some(d) => d.clone(),
+        None => default_app_dir(&cwd, upstream.require_name()?),
+    };
     let opts = PullOptions {
         app_dir: app_dir.clone(),
         destination,

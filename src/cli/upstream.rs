@@ -12,6 +12,11 @@ pub struct UpstreamArgs {
     /// Trust this CA certificate (PEM) when fetching https:// manifests or a release.
     #[arg(long, value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
+    /// The app's name (lowercase letters, digits and '-'): names the .airgap file and the
+    /// app directory. Default: the KOTS Application's metadata.name, else the upstream's
+    /// own name (the folder above a generic one such as `manifests`).
+    #[arg(long, value_name = "NAME")]
+    pub app_name: Option<String>,
 }
 
 impl UpstreamArgs {
@@ -19,6 +24,7 @@ impl UpstreamArgs {
         let opts = UpstreamOptions {
             license_file: self.license_file.clone(),
             ca_file: self.upstream_ca.clone(),
+            app_name: self.app_name.clone(),
         };
         Ok(upstream::load(source, &opts).await?)
     }

@@ -75,7 +75,7 @@ fn select_file(path: &str, text: &str) -> Option<BaseFile> {
     let mut objects = Vec::new();
     let mut verbatim = true;
     // The same document reader as discovery: what base keeps is what discovery saw.
-    for (raw, parsed) in crate::discover::yaml_documents(text) {
+    for crate::yaml::Document { raw, parsed, .. } in crate::yaml::yaml_documents(text) {
         let value = match parsed {
             Ok(v) => v,
             Err(e) => {

@@ -189,14 +189,16 @@ fn name_end(image: &str) -> usize {
 }
 
 fn unique_file_name(obj: &BaseObject, used: &mut BTreeSet<String>) -> String {
+    // Kind, name and namespace come from the manifests: each passes the sanitizer, so a
+    // `kind: ../../x` cannot place the patch outside the generated directory.
     let mut stem = format!(
         "{}-{}",
-        obj.kind.to_ascii_lowercase(),
-        crate::upstream::sanitize_name(&obj.name)
+        crate::names::path_component(&obj.kind),
+        crate::names::path_component(&obj.name)
     );
     if let Some(ns) = &obj.namespace {
         stem.push('-');
-        stem.push_str(&crate::upstream::sanitize_name(ns));
+        stem.push_str(&crate::names::path_component(ns));
     }
     let mut name = format!("{stem}.yaml");
     let mut n = 2;

@@ -89,8 +89,8 @@ pub enum OverlayError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{path}: upstream file name is not a safe relative path")]
-    UnsafePath { path: String },
+    #[error("upstream file {path:?} cannot be written: {why}")]
+    UnsafePath { path: String, why: String },
 }
 
 pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OverlayError {
@@ -170,12 +170,11 @@ pub fn write_app_dir(
 
     let mut tx = commit::Transaction::begin(dir)?;
     for f in &upstream.files {
-        let rel = crate::upstream::safe_relative_path(&f.path).ok_or_else(|| {
-            OverlayError::UnsafePath {
-                path: f.path.clone(),
-            }
+        crate::names::relative_path(&f.path).map_err(|why| OverlayError::UnsafePath {
+            path: crate::names::escaped(&f.path),
+            why: why.to_string(),
         })?;
-        tx.write(&format!("upstream/{rel}"), &f.data, false)?;
+        tx.write(&format!("upstream/{}", f.path), &f.data, false)?;
     }
     tx.mkdir("upstream")?;
     for f in &base_files {

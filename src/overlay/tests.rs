@@ -25,7 +25,7 @@ fn upstream(version: &str, extra: bool) -> Upstream {
     }
     Upstream {
         source: "test".into(),
-        name: "app".into(),
+        name: Some("app".into()),
         version: Some(version.into()),
         files,
     }
