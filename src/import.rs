@@ -13,7 +13,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 
 use crate::archive::{ArchiveReader, ArchiveSource};
 use crate::copy::{self, CopyJob, CopyReport, ResolvedImage};
-use crate::overlay::{self, State, StateImage, WriteOptions};
+use crate::overlay::{self, AppDir, State, StateImage, WriteOptions};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::transport::RegistryDest;
@@ -156,6 +156,13 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
     let meta = reader.metadata().clone();
     let sources: Vec<Reference> = meta.images.iter().map(|i| i.reference.clone()).collect();
     let rewrites = opts.destination.plan(&sources)?;
+    // Locked before anything is pushed: a second import into the same directory stops now.
+    let app_dir = match &opts.app_dir {
+        Some(d) => d.clone(),
+        None => overlay::default_dest(&std::env::current_dir()?, &meta.app.name, None)?,
+    };
+    let dir = AppDir::open(&app_dir)
+        .with_context(|| format!("opening the app directory {}", app_dir.display()))?;
     preflight(&client, &rewrites, opts.concurrency).await?;
 
     let source = Arc::new(ArchiveSource::new(reader.clone()));
@@ -183,12 +190,8 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         version: meta.app.version.clone(),
         files,
     };
-    let app_dir = opts
-        .app_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&meta.app.name));
     let state = state_for(&upstream, &images, &rewrites)?;
-    overlay::write_app_dir(&app_dir, &upstream, &rewrites, &state, &opts.write)
+    dir.write(&upstream, &rewrites, &state, &opts.write)
         .with_context(|| format!("writing the app directory {}", app_dir.display()))?;
     Ok(ImportSummary { app_dir, report })
 }

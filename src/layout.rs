@@ -130,14 +130,8 @@ impl Layout {
     }
 }
 
-/// Temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), CopyError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_at(path))?;
-    tmp.write_all(data).map_err(io_at(path))?;
-    tmp.as_file().sync_all().map_err(io_at(path))?;
-    tmp.persist(path).map_err(|e| io_at(path)(e.error))?;
-    Ok(())
+    crate::fsutil::write_atomic(path, data, false).map_err(io_at(path))
 }
 
 #[async_trait]

@@ -13,6 +13,7 @@ pub mod copy;
 pub mod digest;
 pub mod discover;
 pub mod export;
+pub mod fsutil;
 pub mod import;
 pub mod layout;
 pub mod names;

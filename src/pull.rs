@@ -11,7 +11,7 @@ use crate::copy::{self, CopyJob, CopyReport, ResolvedImage};
 use crate::export::resolve_all;
 use crate::import::{preflight, push, state_for, Destination};
 use crate::layout::Layout;
-use crate::overlay::{self, WriteOptions};
+use crate::overlay::{self, AppDir, WriteOptions};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::transport::RegistrySource;
@@ -39,12 +39,17 @@ pub struct PullSummary {
 }
 
 /// The directory a pull without `--dest` writes: the current directory when it already is
-/// an app directory (the seed's "cd ~/app && kots pull" update), else `./<app name>`.
-pub fn default_app_dir(cwd: &Path, app_name: &str) -> PathBuf {
-    if cwd.join(".kots-bundle/state.json").exists() {
-        cwd.to_path_buf()
+/// an app directory (the seed's "cd ~/app && kots pull" update), else `./<app name>` when
+/// that is new or an app directory, and never the upstream being read (`source`).
+pub fn default_app_dir(
+    cwd: &Path,
+    app_name: &str,
+    source: Option<&Path>,
+) -> Result<PathBuf, overlay::OverlayError> {
+    if overlay::is_app_dir(cwd) {
+        Ok(cwd.to_path_buf())
     } else {
-        cwd.join(app_name)
+        overlay::default_dest(cwd, app_name, source)
     }
 }
 
@@ -55,6 +60,9 @@ pub async fn pull(
     dest_client: Option<Client>,
     opts: &PullOptions,
 ) -> anyhow::Result<PullSummary> {
+    // Locked before anything is fetched or pushed.
+    let dir = AppDir::open(&opts.app_dir)
+        .with_context(|| format!("opening the app directory {}", opts.app_dir.display()))?;
     let source = Arc::new(RegistrySource::new(source_client));
     let resolved: Vec<ResolvedImage> =
         resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
@@ -98,7 +106,7 @@ pub async fn pull(
     };
 
     let state = state_for(upstream, &resolved, &rewrites)?;
-    overlay::write_app_dir(&opts.app_dir, upstream, &rewrites, &state, &opts.write)
+    dir.write(upstream, &rewrites, &state, &opts.write)
         .with_context(|| format!("writing the app directory {}", opts.app_dir.display()))?;
     Ok(PullSummary { fetched, pushed })
 }

@@ -391,7 +391,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
                 .windows(needle.len())
                 .any(|w| w == needle)
         })
-        .map(|e| e.path().to_path_buf())
+        .map(|e| e.path().canonicalize().unwrap())
         .collect()
 }
 
@@ -459,15 +459,20 @@ fn pull_secret_is_written_only_when_asked() {
         }
         // Credentials are in that one file only (base64 in it, plain nowhere).
         let encoded = raw.as_bytes();
-        assert_eq!(files_containing(&dir, encoded), vec![secret_file.clone()]);
+        assert_eq!(
+            files_containing(&dir, encoded),
+            vec![secret_file.canonicalize().unwrap()]
+        );
         assert!(files_containing(&dir, password.as_bytes()).is_empty());
     }
 
     // Not asked again: the secret goes away.
     write(&dir, &up, &WriteOptions::default());
     assert!(!secret_file.exists());
-    let k = std::fs::read_to_string(dir.join("overlays/midstream/kustomization.yaml")).unwrap();
+    let k = std::fs::read_to_string(dir.join("overlays/midstream/kots-bundle/kustomization.yaml"))
+        .unwrap();
     assert!(!k.contains("pull-secret"), "{k}");
+    assert!(k.contains("patchesJson6902"), "{k}");
 }
 
 fn check_render_with_secret(k: Kubectl, dir: &Path) -> Vec<Value> {
@@ -477,9 +482,13 @@ fn check_render_with_secret(k: Kubectl, dir: &Path) -> Vec<Value> {
     docs
 }
 
+/// What an operator sees under `dir` (through the links into the current release), without
+/// kots-bundle's own bookkeeping.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     walkdir::WalkDir::new(dir)
+        .follow_links(true)
         .into_iter()
+        .filter_entry(|e| e.file_name() != ".kots-bundle")
         .map(Result::unwrap)
         .filter(|e| e.file_type().is_file())
         .map(|e| {
@@ -496,6 +505,7 @@ fn update_keeps_operator_changes_and_replaces_upstream() {
     let (_tmp, dir, up) = new_app(&WriteOptions::default());
     let mid = dir.join("overlays/midstream");
     let down = dir.join("overlays/downstream");
+    assert!(mid.join("kots-bundle/cronjob-report.yaml").is_file());
 
     // The operator's edits: keys in midstream, a patch file of theirs, and the downstream.
     let mut k: Value =
@@ -596,11 +606,12 @@ fn failed_write_leaves_previous_directory_intact() {
     .unwrap_err();
     assert!(err.to_string().contains("zz.yaml"), "{err}");
     assert_eq!(snapshot(&dir), before);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.join(".kots-bundle"))
+    // Only the current release is left: the failed one removed itself.
+    let releases: Vec<_> = std::fs::read_dir(dir.join(".kots-bundle/releases"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(leftovers, ["state.json"]);
+    assert_eq!(releases.len(), 1, "{releases:?}");
     check_render(Kubectl::Current, &dir.join("overlays/midstream"));
 }
 
@@ -753,5 +764,28 @@ fn existing_and_written_pull_secrets_both_render() {
             };
             assert_eq!(names, want, "{k:?} {id}");
         }
+    }
+}
+
+#[test]
+fn the_operators_midstream_kustomization_survives_updates_byte_for_byte() {
+    let (_tmp, dir, up) = new_app(&WriteOptions::default());
+    let k = dir.join("overlays/midstream/kustomization.yaml");
+    let mine = "# Ops: keep the prod namespace here (ticket OPS-42)\n\
+                apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+                bases:\n- kots-bundle   # the app as imported\n\
+                namespace: prod # not staging\n\
+                commonLabels:\n  owner: ops\n";
+    std::fs::write(&k, mine).unwrap();
+    let mut up2 = up.clone();
+    up2.version = Some("2.0".into());
+    write(&dir, &up2, &WriteOptions::default());
+    assert_eq!(std::fs::read_to_string(&k).unwrap(), mine);
+    for kc in BOTH {
+        let docs = kc.render(&dir.join("overlays/midstream"));
+        assert_eq!(rendered_images(&docs), expected_images(), "{kc:?}");
+        let web = docs.iter().find(|d| obj_id(d) == "Deployment/web").unwrap();
+        assert_eq!(web["metadata"]["namespace"], "prod", "{kc:?}");
+        assert_eq!(web["metadata"]["labels"]["owner"], "ops", "{kc:?}");
     }
 }

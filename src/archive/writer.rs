@@ -49,6 +49,27 @@ pub struct ArchiveWriter {
     mtime: u64,
 }
 
+/// Removes partial archives a killed export left beside `dir/<name>` (nobody holds their
+/// lock). Another export still writing one keeps it.
+fn remove_stale_partials(dir: &Path, prefix: &str, suffix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(prefix) && name.ends_with(suffix)) {
+            continue;
+        }
+        let Ok(f) = std::fs::OpenOptions::new().write(true).open(e.path()) else {
+            continue;
+        };
+        if f.try_lock().is_ok() {
+            tracing::info!(path = %e.path().display(), "removing a partial archive a killed export left");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 impl ArchiveWriter {
     /// Starts an archive at `path` (written to a temp file beside it until [`finish`]),
     /// with `metadata` as its first entry.
@@ -72,12 +93,18 @@ impl ArchiveWriter {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "bundle.airgap".into());
+        let (prefix, suffix) = (format!(".{file_name}."), ".partial");
+        remove_stale_partials(&dir, &prefix, suffix);
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{file_name}."))
-            .suffix(".partial")
+            .prefix(&prefix)
+            .suffix(suffix)
             .tempfile_in(&dir)
             .map_err(io_err)?;
         let (file, tmp) = tmp.into_parts();
+        // Held while this run writes, so the next export can tell a live partial from one a
+        // killed run left behind.
+        file.try_lock()
+            .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
         let frames = FrameWriter {
             state: State::Raw(Counting {
                 inner: BufWriter::with_capacity(WRITE_BUFFER, file),

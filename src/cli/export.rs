@@ -74,7 +74,9 @@ pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
         concurrency: args.registry.concurrency as usize,
         quiet,
     };
-    rt.block_on(export(&upstream, &name, &images, client, &opts))
-        .with_context(|| format!("export to {} failed; nothing was written", output.display()))?;
+    super::run_until_signal(rt, async {
+        Ok(export(&upstream, &name, &images, client, &opts).await?)
+    })
+    .with_context(|| format!("export to {} failed; nothing was written", output.display()))?;
     Ok(exit::OK)
 }

@@ -102,9 +102,7 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
         concurrency: args.registry.concurrency as usize,
         quiet,
     };
-    let rt = runtime()?;
-    let summary = rt
-        .block_on(import(client, &opts))
+    let summary = super::run_until_signal(runtime()?, import(client, &opts))
         .with_context(|| format!("import of {} failed", args.archive.display()))?;
     if !quiet {
         let r = &summary.report;

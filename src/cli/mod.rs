@@ -1,6 +1,7 @@
 //! Command-line interface: parses arguments and hands each command to its module. Each
 //! command lives in its own file with its `Args` and a `run` that returns the exit code.
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 pub mod common;
@@ -23,6 +24,10 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// `verify` found the archive corrupt or inconsistent.
     pub const CORRUPT: i32 = 3;
+    /// Stopped by SIGINT (128 + 2, as shells report it).
+    pub const INTERRUPTED: i32 = 130;
+    /// Stopped by SIGTERM (128 + 15).
+    pub const TERMINATED: i32 = 143;
 }
 
 #[derive(Parser, Debug)]
@@ -64,6 +69,35 @@ pub enum Command {
     Verify(verify::VerifyArgs),
 }
 
+/// A command stopped by SIGINT or SIGTERM.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by {signal}; stopped, and removed what this run had started to write")]
+pub struct Interrupted {
+    pub signal: &'static str,
+}
+
+/// Runs a command's future until it ends or the process gets SIGINT/SIGTERM. On a signal the
+/// future is dropped, so what it was writing is cleaned up by its owners (a partial archive,
+/// an app directory this run created), and the runtime's tasks are stopped.
+pub fn run_until_signal<T>(
+    rt: tokio::runtime::Runtime,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let result = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+        tokio::select! {
+            r = fut => r,
+            _ = int.recv() => Err(Interrupted { signal: "SIGINT" }.into()),
+            _ = term.recv() => Err(Interrupted { signal: "SIGTERM" }.into()),
+        }
+    });
+    // Tasks spawned by the command hold parts of its output; dropping them cleans up.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
+}
+
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -90,7 +124,11 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            exit::FAILURE
+            match e.downcast_ref::<Interrupted>() {
+                Some(Interrupted { signal: "SIGTERM" }) => exit::TERMINATED,
+                Some(_) => exit::INTERRUPTED,
+                None => exit::FAILURE,
+            }
         }
     }
 }

@@ -84,7 +84,10 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
     let cwd = std::env::current_dir().context("current directory")?;
     let app_dir = match &args.dest {
         Some(d) => d.clone(),
-        None => default_app_dir(&cwd, upstream.require_name()?),
+        None => {
+            let local = std::path::Path::new(&args.upstream);
+            default_app_dir(&cwd, upstream.require_name()?, Some(local))?
+        }
     };
     let opts = PullOptions {
         app_dir: app_dir.clone(),
@@ -94,7 +97,10 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
         concurrency: args.registry.concurrency as usize,
         quiet,
     };
-    let summary = rt.block_on(pull(&upstream, &images, source_client, dest_client, &opts))?;
+    let summary = super::run_until_signal(
+        rt,
+        pull(&upstream, &images, source_client, dest_client, &opts),
+    )?;
     if !quiet {
         let f = &summary.fetched;
         eprintln!(

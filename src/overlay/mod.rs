@@ -2,14 +2,28 @@
 //! `base/`, the `overlays/midstream` kustomization that deploys every image from the private
 //! registry, the operator's `overlays/downstream`, and `.kots-bundle/state.json`.
 //!
-//! A write builds everything in a staging directory inside DIR and swaps it in with renames
-//! ([`commit`]); a failure, or a crash, leaves the previous directory as it was.
+//! ```text
+//! DIR/
+//!   upstream -> .kots-bundle/current/upstream
+//!   base     -> .kots-bundle/current/base
+//!   overlays/midstream/kustomization.yaml      the operator's: `bases: [kots-bundle]`, written once
+//!   overlays/midstream/kots-bundle -> ../../.kots-bundle/current/midstream   (generated layer)
+//!   overlays/downstream/                       the operator's, created once, never touched
+//!   .kots-bundle/lock                          held while an import or pull runs
+//!   .kots-bundle/current -> releases/<id>      switched by one rename ([`release`])
+//!   .kots-bundle/state.json -> current/state.json
+//! ```
+//!
+//! [`AppDir::open`] locks DIR for the whole command (a second import or pull into it fails at
+//! once); [`AppDir::write`] builds a new release and switches to it.
 
 mod base;
-mod commit;
+mod kustomization;
 mod midstream;
+mod release;
 
 use std::fmt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::rewrite::ImageRewrite;
@@ -18,6 +32,19 @@ use crate::upstream::Upstream;
 /// Where kots-bundle keeps its own files inside DIR.
 pub const META_DIR: &str = ".kots-bundle";
 pub const STATE_FILE: &str = "state.json";
+/// Held (an exclusive lock on the open file) while a command writes DIR.
+pub const LOCK_FILE: &str = "lock";
+
+/// The fixed links of the app directory into the current release: (link, its target).
+const LINKS: [(&str, &str); 4] = [
+    ("upstream", ".kots-bundle/current/upstream"),
+    ("base", ".kots-bundle/current/base"),
+    (
+        "overlays/midstream/kots-bundle",
+        "../../.kots-bundle/current/midstream",
+    ),
+    (".kots-bundle/state.json", "current/state.json"),
+];
 
 /// A `kubernetes.io/dockerconfigjson` Secret to write into the midstream (only when asked).
 #[derive(Clone)]
@@ -89,6 +116,24 @@ pub enum OverlayError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "{dir} is in use by another kots-bundle import or pull (it holds {META_DIR}/{LOCK_FILE}); \
+         wait for it to finish, then run again"
+    )]
+    Busy { dir: PathBuf },
+    #[error(
+        "{dir} exists and is not an app directory written by kots-bundle; pass --dest with a \
+         new or empty directory, or the app directory to update"
+    )]
+    NotAnAppDir { dir: PathBuf },
+    #[error(
+        "the app directory would be {dir}, which is the upstream being read; pass --dest with \
+         another directory"
+    )]
+    IsTheSource { dir: PathBuf },
+    #[cfg(test)]
+    #[error("injected crash")]
+    InjectedCrash,
     #[error("upstream file {path:?} cannot be written: {why}")]
     UnsafePath { path: String, why: String },
 }
@@ -115,9 +160,8 @@ pub fn read_state(dir: &Path) -> Result<Option<State>, OverlayError> {
         .map_err(|source| OverlayError::State { path, source })
 }
 
-/// Writes (or updates) the app directory. See the module doc for the layout; on update,
-/// `upstream/` and `base/` are replaced, the midstream keeps the operator's keys, and
-/// `overlays/downstream/` is never touched once it exists.
+/// Writes (or updates) the app directory at `dir` in one go: [`AppDir::open`] then
+/// [`AppDir::write`].
 pub fn write_app_dir(
     dir: &Path,
     upstream: &Upstream,
@@ -125,112 +169,272 @@ pub fn write_app_dir(
     state: &State,
     opts: &WriteOptions,
 ) -> Result<(), OverlayError> {
-    let meta = dir.join(META_DIR);
-    std::fs::create_dir_all(&meta).map_err(io("creating", &meta))?;
-    commit::recover(dir)?;
+    AppDir::open(dir)?.write(upstream, rewrites, state, opts)
+}
 
-    let previous = read_state(dir)?;
-    if previous.is_none() && (dir.join("upstream").exists() || dir.join("base").exists()) {
-        return Err(OverlayError::NotOurs {
-            dir: dir.to_path_buf(),
-        });
-    }
-
-    let base_files = base::select(upstream);
-    let mid_dir = dir.join("overlays").join("midstream");
-    let mid_k = mid_dir.join("kustomization.yaml");
-    let existing = match std::fs::read_to_string(&mid_k) {
-        Ok(s) => Some(s),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io("reading", &mid_k)(e)),
-    };
-    let mut secret_names: Vec<String> = Vec::new();
-    for name in [
-        opts.image_pull_secret.as_deref(),
-        opts.write_pull_secret.as_ref().map(|s| s.name.as_str()),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if !secret_names.iter().any(|n| n == name) {
-            secret_names.push(name.to_string());
+/// The app directory an import or pull writes when no `--dest` is given: `cwd/<app>`, which
+/// must be new or an app directory already (never someone's folder of the same name), and
+/// never the upstream being read.
+pub fn default_dest(cwd: &Path, app: &str, source: Option<&Path>) -> Result<PathBuf, OverlayError> {
+    crate::names::app_name(app).map_err(|why| OverlayError::UnsafePath {
+        path: crate::names::escaped(app),
+        why: why.to_string(),
+    })?;
+    let dir = cwd.join(app);
+    if let Some(src) = source {
+        let same = match (dir.canonicalize(), src.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            return Err(OverlayError::IsTheSource { dir });
         }
     }
-    let mid = midstream::build(
-        &base_files,
-        rewrites,
-        &secret_names,
-        opts.write_pull_secret.as_ref(),
-        existing.as_deref(),
-    )
-    .map_err(|why| OverlayError::Midstream {
-        path: mid_k.clone(),
-        why,
-    })?;
+    if dir.exists() && !is_app_dir(&dir) && !is_empty_dir(&dir) {
+        return Err(OverlayError::NotAnAppDir { dir });
+    }
+    Ok(dir)
+}
 
-    let mut tx = commit::Transaction::begin(dir)?;
-    for f in &upstream.files {
-        crate::names::relative_path(&f.path).map_err(|why| OverlayError::UnsafePath {
-            path: crate::names::escaped(&f.path),
-            why: why.to_string(),
+/// Whether `dir` holds a state kots-bundle wrote.
+pub fn is_app_dir(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir.join(META_DIR).join(STATE_FILE)).is_ok()
+}
+
+/// Empty, or holding only what a killed first run of ours left (`.kots-bundle` without state).
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut e| e.all(|e| e.is_ok_and(|e| e.file_name() == META_DIR)))
+}
+
+/// An app directory locked for one command. Dropped without a successful [`AppDir::write`],
+/// a directory this command created is removed again, so a failed first import leaves
+/// nothing behind.
+pub struct AppDir {
+    dir: PathBuf,
+    meta: PathBuf,
+    /// Holds the lock for as long as it is open.
+    _lock: File,
+    /// What this command created (removed on failure): the directory itself, or only
+    /// `.kots-bundle` in an existing empty one.
+    created: Option<PathBuf>,
+}
+
+impl AppDir {
+    /// Locks `dir` (created if missing). Fails at once if another command holds it, or if
+    /// `dir` has an app's parts but no state (it was not written by kots-bundle).
+    pub fn open(dir: &Path) -> Result<AppDir, OverlayError> {
+        let meta = dir.join(META_DIR);
+        let created = if !dir.exists() {
+            Some(dir.to_path_buf())
+        } else if !meta.exists() {
+            Some(meta.clone())
+        } else {
+            None
+        };
+        std::fs::create_dir_all(&meta).map_err(io("creating", &meta))?;
+        let lock_path = meta.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("opening", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OverlayError::Busy {
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &lock_path)(e)),
+        }
+        let app = AppDir {
+            dir: dir.to_path_buf(),
+            meta,
+            _lock: lock,
+            created,
+        };
+        if !is_app_dir(dir)
+            && ["upstream", "base", "overlays"]
+                .iter()
+                .any(|p| std::fs::symlink_metadata(dir.join(p)).is_ok())
+        {
+            return Err(OverlayError::NotOurs {
+                dir: dir.to_path_buf(),
+            });
+        }
+        // Whatever a killed write left half-built goes now (the lock says nobody is writing).
+        release::prune(&app.meta)?;
+        Ok(app)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes a new release of the app and switches to it. On update, `upstream/` and
+    /// `base/` are replaced, the operator's midstream kustomization and `overlays/downstream/`
+    /// are kept as they are.
+    pub fn write(
+        mut self,
+        upstream: &Upstream,
+        rewrites: &[ImageRewrite],
+        state: &State,
+        opts: &WriteOptions,
+    ) -> Result<(), OverlayError> {
+        let dir = self.dir.clone();
+        let mid_k = dir
+            .join("overlays")
+            .join("midstream")
+            .join(kustomization::FILE_NAME);
+        // Read first: a kustomization we cannot read stops the update with nothing changed.
+        let operator_midstream = match std::fs::read_to_string(&mid_k) {
+            Ok(text) => Some(kustomization::check_midstream(&text).map_err(|why| {
+                OverlayError::Midstream {
+                    path: mid_k.clone(),
+                    why,
+                }
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("reading", &mid_k)(e)),
+        };
+
+        let base_files = base::select(upstream);
+        let mut secret_names: Vec<String> = Vec::new();
+        for name in [
+            opts.image_pull_secret.as_deref(),
+            opts.write_pull_secret.as_ref().map(|s| s.name.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !secret_names.iter().any(|n| n == name) {
+                secret_names.push(name.to_string());
+            }
+        }
+        let mid = midstream::build(
+            &base_files,
+            "../base",
+            rewrites,
+            &secret_names,
+            opts.write_pull_secret.as_ref(),
+        )
+        .map_err(|why| OverlayError::Midstream {
+            path: mid_k.clone(),
+            why,
         })?;
-        tx.write(&format!("upstream/{}", f.path), &f.data, false)?;
-    }
-    tx.mkdir("upstream")?;
-    for f in &base_files {
-        tx.write(&format!("base/{}", f.path), &f.data, false)?;
-    }
-    tx.write(
-        "base/kustomization.yaml",
-        midstream::base_kustomization(&base_files).as_bytes(),
-        false,
-    )?;
-    tx.replace("upstream", "upstream");
-    tx.replace("base", "base");
 
-    let generated = format!("overlays/midstream/{}", midstream::GENERATED_DIR);
-    tx.mkdir("midstream/generated")?;
-    for (name, data, secret) in &mid.files {
-        tx.write(&format!("midstream/generated/{name}"), data, *secret)?;
-    }
-    tx.write(
-        "midstream/kustomization.yaml",
-        mid.kustomization.as_bytes(),
-        false,
-    )?;
-    if mid_dir.is_dir() {
-        tx.replace("midstream/generated", &generated);
-        tx.replace(
-            "midstream/kustomization.yaml",
-            "overlays/midstream/kustomization.yaml",
-        );
-    } else {
-        tx.rename_within(
-            "midstream/generated",
-            &format!("midstream/{}", midstream::GENERATED_DIR),
-        )?;
-        tx.replace("midstream", "overlays/midstream");
-    }
-
-    // Created once; its existence in any form means the operator owns it.
-    if std::fs::symlink_metadata(dir.join("overlays").join("downstream")).is_err() {
-        tx.write(
-            "downstream/kustomization.yaml",
-            midstream::downstream_kustomization().as_bytes(),
+        let staged = release::Staged::begin(&self.meta)?;
+        for f in &upstream.files {
+            crate::names::relative_path(&f.path).map_err(|why| OverlayError::UnsafePath {
+                path: crate::names::escaped(&f.path),
+                why: why.to_string(),
+            })?;
+            staged.write(&format!("upstream/{}", f.path), &f.data, false)?;
+        }
+        staged.mkdir("upstream")?;
+        for f in &base_files {
+            staged.write(&format!("base/{}", f.path), &f.data, false)?;
+        }
+        staged.write(
+            &format!("base/{}", kustomization::FILE_NAME),
+            kustomization::base(&base_files).as_bytes(),
             false,
         )?;
-        tx.replace("downstream", "overlays/downstream");
+        for (name, data, secret) in &mid.files {
+            staged.write(&format!("midstream/{name}"), data, *secret)?;
+        }
+        staged.write(
+            &format!("midstream/{}", kustomization::FILE_NAME),
+            mid.kustomization.as_bytes(),
+            false,
+        )?;
+        let mut json = serde_json::to_vec_pretty(state).map_err(|source| OverlayError::State {
+            path: self.meta.join(STATE_FILE),
+            source,
+        })?;
+        json.push(b'\n');
+        staged.write(STATE_FILE, &json, false)?;
+        let id = staged.finish()?;
+
+        self.link_parts()?;
+        release::switch(&self.meta, &id)?;
+
+        // The operator's files: created once; an older layout's midstream is rewritten once.
+        let write_new = |path: &Path, text: &str| -> Result<(), OverlayError> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+            }
+            crate::fsutil::write_atomic(path, text.as_bytes(), false).map_err(io("writing", path))
+        };
+        match operator_midstream {
+            None => write_new(&mid_k, &kustomization::midstream())?,
+            Some(kustomization::MidstreamCheck::Current) => {}
+            Some(kustomization::MidstreamCheck::Rewrite(text)) => {
+                tracing::warn!(
+                    path = %mid_k.display(),
+                    "rewriting a midstream kustomization from an older kots-bundle (its keys are kept, its comments are not)"
+                );
+                write_new(&mid_k, &text)?;
+            }
+        }
+        let down = dir.join("overlays").join("downstream");
+        if std::fs::symlink_metadata(&down).is_err() {
+            write_new(
+                &down.join(kustomization::FILE_NAME),
+                &kustomization::downstream(),
+            )?;
+        }
+        self.created = None;
+        release::prune(&self.meta)
     }
 
-    let mut json = serde_json::to_vec_pretty(state).map_err(|source| OverlayError::State {
-        path: meta.join(STATE_FILE),
-        source,
-    })?;
-    json.push(b'\n');
-    tx.write("state.json", &json, false)?;
-    // Last, so state.json only ever describes a directory that is fully in place.
-    tx.replace("state.json", &format!("{META_DIR}/{STATE_FILE}"));
-    tx.commit()
+    /// Makes the fixed links point into `current`. An app directory from before releases had
+    /// real directories there: they are moved into an old release once (not atomically).
+    fn link_parts(&self) -> Result<(), OverlayError> {
+        let legacy = self.meta.join(release::RELEASES).join(".legacy");
+        for (link, target) in LINKS {
+            let path = self.dir.join(link);
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => {}
+                Ok(_) => {
+                    std::fs::create_dir_all(&legacy).map_err(io("creating", &legacy))?;
+                    let aside = legacy.join(link.replace('/', "_"));
+                    std::fs::rename(&path, &aside).map_err(io("moving aside", &path))?;
+                }
+                Err(_) => {}
+            }
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+            }
+            crate::fsutil::replace_symlink(Path::new(target), &path)
+                .map_err(io("linking", &path))?;
+        }
+        // Staging directories of the old writer.
+        if let Ok(entries) = std::fs::read_dir(&self.meta) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("staging-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AppDir {
+    fn drop(&mut self) {
+        #[cfg(test)]
+        if matches!(
+            release::FAULT.with(|f| f.get()),
+            Some(release::Fault::CrashAt(_))
+        ) {
+            return; // a dead process cleans nothing up
+        }
+        if let Some(created) = &self.created {
+            let _ = std::fs::remove_dir_all(created);
+        }
+    }
 }
 
 #[cfg(test)]

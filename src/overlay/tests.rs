@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::commit::{Fault, FAULT};
+use super::release::{Fault, Step, FAULT};
 use super::*;
 use crate::reference::Reference;
 use crate::rewrite::{plan, Endpoint};
@@ -59,10 +59,13 @@ fn write(dir: &Path, version: &str, extra: bool) -> Result<(), OverlayError> {
     )
 }
 
-/// Every file under `dir` except staging leftovers, with its contents.
+/// Every file an operator sees under `dir` (through the links), with its contents;
+/// kots-bundle's own bookkeeping is left out.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     walkdir::WalkDir::new(dir)
+        .follow_links(true)
         .into_iter()
+        .filter_entry(|e| e.file_name() != META_DIR)
         .map(Result::unwrap)
         .filter(|e| e.file_type().is_file())
         .map(|e| {
@@ -77,36 +80,60 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-fn staging_left(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join(META_DIR))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("staging-")
-        })
-        .count()
+/// Releases on disk (complete or not).
+fn releases(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join(META_DIR).join(release::RELEASES))
+        .map(|e| e.count())
+        .unwrap_or(0)
 }
 
-/// Swaps in an update with a midstream present: upstream, base, generated, kustomization, state.
-const UPDATE_SWAPS: usize = 5;
+const STEPS: [Step; 3] = [Step::Staged, Step::Released, Step::Switched];
+
+/// The nginx tag `kubectl kustomize overlays/midstream` deploys: proof that what kustomize
+/// reads at that instant is one whole release.
+fn rendered_version(dir: &Path) -> String {
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.join("overlays/midstream"))
+        .output()
+        .expect("kubectl is installed (scripts/install-deps)");
+    assert!(
+        out.status.success(),
+        "midstream does not render: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let image = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- image: "))
+        .expect("an image");
+    assert!(image.starts_with("reg.local/ns/nginx:"), "{image}");
+    image.rsplit(':').next().unwrap().to_string()
+}
 
 #[test]
-fn failure_at_any_swap_leaves_previous_directory() {
+fn failure_at_any_step_leaves_a_whole_release() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("app");
     write(&dir, "1", true).unwrap();
     let before = snapshot(&dir);
     assert!(before.contains_key("upstream/extra.yaml"));
-    for step in 0..UPDATE_SWAPS {
+    for step in STEPS {
         FAULT.with(|f| f.set(Some(Fault::FailAt(step))));
         let err = write(&dir, "2", false).unwrap_err();
         FAULT.with(|f| f.set(None));
         assert!(err.to_string().contains("injected"), "{err}");
-        assert_eq!(snapshot(&dir), before, "after a failure at swap {step}");
-        assert_eq!(staging_left(&dir), 0);
+        // Before the switch the old release is whole; after it, the new one is.
+        let now = snapshot(&dir);
+        let version = read_state(&dir).unwrap().unwrap().version.unwrap();
+        if step == Step::Switched {
+            assert_eq!(version, "2");
+            assert!(!now.contains_key("upstream/extra.yaml"));
+            write(&dir, "1", true).unwrap();
+        } else {
+            assert_eq!(now, before, "after a failure at {step:?}");
+            assert_eq!(version, "1");
+        }
     }
     write(&dir, "2", false).unwrap();
     let after = snapshot(&dir);
@@ -115,22 +142,31 @@ fn failure_at_any_swap_leaves_previous_directory() {
         read_state(&dir).unwrap().unwrap().version.as_deref(),
         Some("2")
     );
+    assert_eq!(releases(&dir), 1, "old releases are pruned");
 }
 
 #[test]
-fn crash_at_any_swap_is_rolled_back_by_next_write() {
+fn crash_at_any_step_leaves_old_or_new_and_the_next_write_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("app");
     write(&dir, "1", true).unwrap();
     let before = snapshot(&dir);
-    for step in 0..UPDATE_SWAPS {
+    for step in STEPS {
         FAULT.with(|f| f.set(Some(Fault::CrashAt(step))));
         assert!(write(&dir, "2", false).is_err());
         FAULT.with(|f| f.set(None));
-        assert_eq!(staging_left(&dir), 1);
-        commit::recover(&dir).unwrap();
-        assert_eq!(snapshot(&dir), before, "after a crash at swap {step}");
-        assert_eq!(staging_left(&dir), 0);
+        let version = read_state(&dir).unwrap().unwrap().version.unwrap();
+        if step == Step::Switched {
+            assert_eq!(version, "2");
+        } else {
+            assert_eq!(snapshot(&dir), before, "after a crash at {step:?}");
+            assert_eq!(version, "1");
+        }
+        assert_eq!(rendered_version(&dir), version, "after a crash at {step:?}");
+        assert_eq!(releases(&dir), 2, "a crash leaves its release behind");
+        write(&dir, "1", true).unwrap();
+        assert_eq!(snapshot(&dir), before);
+        assert_eq!(releases(&dir), 1);
     }
 }
 
@@ -138,13 +174,41 @@ fn crash_at_any_swap_is_rolled_back_by_next_write() {
 fn crash_during_first_write_leaves_no_state() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("app");
-    FAULT.with(|f| f.set(Some(Fault::CrashAt(2))));
+    FAULT.with(|f| f.set(Some(Fault::CrashAt(Step::Released))));
     assert!(write(&dir, "1", false).is_err());
     FAULT.with(|f| f.set(None));
+    assert!(dir.join(META_DIR).is_dir(), "a crash cleans nothing up");
+    assert_eq!(read_state(&dir).unwrap(), None);
     // The next write recovers and succeeds, as if the first never happened.
     write(&dir, "1", false).unwrap();
     assert!(dir.join("overlays/downstream/kustomization.yaml").is_file());
     assert_eq!(read_state(&dir).unwrap().unwrap(), state("1"));
+}
+
+#[test]
+fn failed_first_write_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("app");
+    FAULT.with(|f| f.set(Some(Fault::FailAt(Step::Staged))));
+    assert!(write(&dir, "1", false).is_err());
+    FAULT.with(|f| f.set(None));
+    assert!(
+        !dir.exists(),
+        "a failed first write removes what it created"
+    );
+}
+
+#[test]
+fn a_second_writer_is_refused_while_the_first_holds_the_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("app");
+    write(&dir, "1", false).unwrap();
+    let held = AppDir::open(&dir).unwrap();
+    let err = write(&dir, "2", false).unwrap_err();
+    assert!(matches!(err, OverlayError::Busy { .. }), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(held);
+    write(&dir, "2", false).unwrap();
 }
 
 #[test]
