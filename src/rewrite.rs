@@ -54,8 +54,9 @@ impl Endpoint {
     /// (the seed's examples use both). The scheme is dropped: whether to use TLS is the
     /// registry client's business, not part of image names.
     pub fn parse(input: &str) -> Result<Endpoint, RewriteError> {
+        // Shown in errors: never with the credentials someone put in it.
         let bad = |why: &str| RewriteError::Endpoint {
-            input: input.to_string(),
+            input: crate::upstream::redact(input),
             why: why.to_string(),
         };
         let s = input.trim();

@@ -97,13 +97,17 @@ pub async fn load(source: &str, opts: &UpstreamOptions) -> Result<Upstream, Upst
         return load_replicated(source, app, opts).await;
     }
     if source.starts_with("https://") || is_loopback_http(source) {
-        let bytes = fetch(source, opts, None).await?.0;
-        let files = read_tgz(&bytes[..], Path::new(source))?;
-        return finish_remote(source, files, None, None, opts);
+        // `https://user:pass@host/app.tgz`: the credentials are sent to that host, and
+        // appear nowhere else (not in messages, metadata or state.json).
+        let (url, credentials) = split_credentials(source);
+        let basic = credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+        let bytes = fetch(&url, opts, basic).await?.0;
+        let files = read_tgz(&bytes[..], Path::new(&url))?;
+        return finish_remote(&url, files, None, None, opts);
     }
     if source.starts_with("http://") {
         return Err(UpstreamError::Source {
-            source_ref: source.to_string(),
+            source_ref: redact(source),
             why: "plain http is accepted only from localhost; use https://".into(),
         });
     }
@@ -275,6 +279,41 @@ async fn fetch(
         }
     }
     Ok((body, headers))
+}
+
+/// A URL without its `user:password@` part, and that part (percent-decoded). A string that
+/// is not a URL is returned as it is.
+pub fn split_credentials(source: &str) -> (String, Option<(String, String)>) {
+    let Ok(mut u) = url::Url::parse(source) else {
+        return (source.to_string(), None);
+    };
+    if u.username().is_empty() && u.password().is_none() {
+        return (source.to_string(), None);
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let creds = (
+        decode(&u.username().replace('+', "%2B")),
+        decode(&u.password().unwrap_or("").replace('+', "%2B")),
+    );
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    (u.to_string(), Some(creds))
+}
+
+/// `source` as it may be shown or stored: credentials in a URL replaced by `***`.
+pub fn redact(source: &str) -> String {
+    match split_credentials(source) {
+        (url, Some(_)) => match url.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://***@{rest}"),
+            None => url,
+        },
+        (s, None) => s,
+    }
 }
 
 /// `http://localhost...`, `http://127.0.0.1...`, `http://[::1]...`: test doubles and local mirrors.
@@ -577,6 +616,21 @@ pub fn app_identity(files: &[ManifestFile]) -> (Option<String>, Option<String>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_split_off_and_redacted() {
+        let (url, creds) = split_credentials("https://u%40corp:p%2Fw+x@host:8443/a/app.tgz");
+        assert_eq!(url, "https://host:8443/a/app.tgz");
+        assert_eq!(creds, Some(("u@corp".into(), "p/w+x".into())));
+        assert_eq!(
+            redact("https://u:secret@host/app.tgz"),
+            "https://***@host/app.tgz"
+        );
+        assert_eq!(redact("./manifests"), "./manifests");
+        assert_eq!(split_credentials("https://host/x").1, None);
+        let e = crate::rewrite::Endpoint::parse("https://u:secret@reg.example.com").unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
 
     #[test]
     fn strips_single_top_dir() {

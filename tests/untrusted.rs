@@ -188,3 +188,160 @@ fn kinds_names_and_namespaces_cannot_place_files_outside_the_app_directory() {
         );
     }
 }
+
+/// A loopback HTTP server (Python) that serves `root` only with Basic `user:pass`.
+struct AuthServer {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn auth_server(root: &Path, user: &str, pass: &str) -> AuthServer {
+    use std::io::BufRead as _;
+    common::require_tools(&["python3"]);
+    let script = r#"
+import http.server, sys, functools, base64
+want = 'Basic ' + base64.b64encode((sys.argv[2] + ':' + sys.argv[3]).encode()).decode()
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get('Authorization') != want:
+            self.send_response(401)
+            self.end_headers()
+            return
+        super().do_GET()
+    def log_message(self, *a):
+        pass
+h = functools.partial(H, directory=sys.argv[1])
+s = http.server.HTTPServer(('127.0.0.1', 0), h)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(root)
+        .arg(user)
+        .arg(pass)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    AuthServer {
+        port: line.trim().parse().expect("the server printed its port"),
+        child,
+    }
+}
+
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            std::fs::read(e.path())
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
+#[test]
+fn credentials_in_an_upstream_url_are_used_but_never_shown_or_stored() {
+    let work = tempfile::tempdir().unwrap();
+    let site = work.path().join("site");
+    let app = work.path().join("shop");
+    write(
+        &app,
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n",
+    );
+    std::fs::create_dir(&site).unwrap();
+    let status = Command::new("tar")
+        .arg("czf")
+        .arg(site.join("shop-1.0.tgz"))
+        .arg("-C")
+        .arg(work.path())
+        .arg("shop")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (user, pass) = ("vendor-user", "s3cr3t-Pa55");
+    let server = auth_server(&site, user, pass);
+    let url = |p: &str| format!("http://{user}:{p}@127.0.0.1:{}/shop-1.0.tgz", server.port);
+
+    // Wrong password: refused by the server; the message names the URL without secrets.
+    let bad = bin()
+        .current_dir(work.path())
+        .arg("export")
+        .arg(url("wrong-Pa55"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(err.contains("401") && err.contains("127.0.0.1"), "{err}");
+    assert!(!err.contains("wrong-Pa55") && !err.contains(user), "{err}");
+
+    let out = work.path().join("shop.airgap");
+    let res = bin()
+        .current_dir(work.path())
+        .arg("-vv")
+        .arg("export")
+        .arg(url(pass))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(res.status.success(), "{log}");
+    assert!(!log.contains(pass), "the password is in the output: {log}");
+    let meta = String::from_utf8(
+        bin()
+            .args(["inspect", "--json"])
+            .arg(&out)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        meta.contains("127.0.0.1") && !meta.contains(pass) && !meta.contains(user),
+        "{meta}"
+    );
+
+    // Imported (no images: nothing to push), the app directory holds no secret either.
+    let reg = common::TestRegistry::start();
+    let dir = work.path().join("app");
+    let res = bin()
+        .arg("import")
+        .arg(&out)
+        .args(["--registry-endpoint", &reg.addr, "--image-namespace", "ns"])
+        .arg("--dest")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(dir.join(".kots-bundle/state.json").is_file());
+    assert_eq!(files_containing(&dir, pass), Vec::<String>::new());
+    assert_eq!(files_containing(&dir, user), Vec::<String>::new());
+}

@@ -123,7 +123,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             match e.downcast_ref::<Interrupted>() {
                 Some(Interrupted { signal: "SIGTERM" }) => exit::TERMINATED,
                 Some(_) => exit::INTERRUPTED,
@@ -131,6 +131,23 @@ pub fn main() -> i32 {
             }
         }
     }
+}
+
+/// An error and its causes on one line, each said once: many error types already include
+/// their cause's text in their own message, and repeating it helps nobody.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
@@ -142,10 +159,32 @@ fn init_logging(quiet: bool, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KOTS_BUNDLE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal as _;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, never in logs or CI output.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file (os error 2)");
+        let e = anyhow::Error::new(crate::upstream::UpstreamError::Io {
+            path: "x.yaml".into(),
+            source: io,
+        })
+        .context("export failed");
+        assert_eq!(
+            error_chain(&e),
+            "export failed: upstream x.yaml: No such file (os error 2)"
+        );
+    }
 }
