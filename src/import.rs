@@ -13,7 +13,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 
 use crate::archive::{ArchiveReader, ArchiveSource};
 use crate::copy::{self, CopyJob, CopyReport, ResolvedImage};
-use crate::overlay::{self, AppDir, State, StateImage, WriteOptions};
+use crate::overlay::{self, AppDir, SavedDestination, State, StateImage, WriteOptions};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::transport::RegistryDest;
@@ -30,6 +30,25 @@ pub struct Destination {
 }
 
 impl Destination {
+    /// As `.kots-bundle/state.json` keeps it.
+    pub fn saved(&self) -> SavedDestination {
+        SavedDestination {
+            endpoint: self.endpoint.to_string(),
+            namespace: self.namespace.clone(),
+            preserve_paths: self.preserve_paths,
+            image_pull_secret: None,
+        }
+    }
+
+    /// Back from `.kots-bundle/state.json`.
+    pub fn from_saved(s: &SavedDestination) -> Result<Destination, rewrite::RewriteError> {
+        Ok(Destination {
+            endpoint: Endpoint::parse(&s.endpoint)?,
+            namespace: s.namespace.clone(),
+            preserve_paths: s.preserve_paths,
+        })
+    }
+
     pub fn plan(&self, sources: &[Reference]) -> Result<Vec<ImageRewrite>, rewrite::RewriteError> {
         rewrite::plan(
             sources,
@@ -115,13 +134,19 @@ pub async fn push(
     Ok(report)
 }
 
-/// The state record of what was pushed.
+/// The state record of what was pushed, and where.
 pub fn state_for(
     upstream: &Upstream,
     images: &[ResolvedImage],
     rewrites: &[ImageRewrite],
+    destination: Option<&Destination>,
+    write: &WriteOptions,
 ) -> Result<State, crate::upstream::UpstreamError> {
     Ok(State {
+        destination: destination.map(|d| SavedDestination {
+            image_pull_secret: write.image_pull_secret.clone(),
+            ..d.saved()
+        }),
         app: upstream.require_name()?.to_string(),
         version: upstream.version.clone(),
         source: upstream.source.clone(),
@@ -190,7 +215,13 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         version: meta.app.version.clone(),
         files,
     };
-    let state = state_for(&upstream, &images, &rewrites)?;
+    let state = state_for(
+        &upstream,
+        &images,
+        &rewrites,
+        Some(&opts.destination),
+        &opts.write,
+    )?;
     dir.write(&upstream, &rewrites, &state, &opts.write)
         .with_context(|| format!("writing the app directory {}", app_dir.display()))?;
     Ok(ImportSummary { app_dir, report })

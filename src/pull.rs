@@ -105,7 +105,13 @@ pub async fn pull(
         _ => None,
     };
 
-    let state = state_for(upstream, &resolved, &rewrites)?;
+    let state = state_for(
+        upstream,
+        &resolved,
+        &rewrites,
+        opts.destination.as_ref(),
+        &opts.write,
+    )?;
     dir.write(upstream, &rewrites, &state, &opts.write)
         .with_context(|| format!("writing the app directory {}", opts.app_dir.display()))?;
     Ok(PullSummary { fetched, pushed })

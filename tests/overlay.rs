@@ -89,6 +89,7 @@ fn state_for(up: &Upstream, rw: &[ImageRewrite]) -> State {
                 digest: A.to_string(),
             })
             .collect(),
+        destination: None,
     }
 }
 

@@ -174,6 +174,7 @@ fn kinds_names_and_namespaces_cannot_place_files_outside_the_app_directory() {
         source: "test".into(),
         tool_version: "test".into(),
         images: vec![],
+        destination: None,
     };
     write_app_dir(&dir, &up, &rewrites, &state, &WriteOptions::default()).unwrap();
     // Everything written is inside DIR; nothing appeared beside it or above it.

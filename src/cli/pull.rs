@@ -56,7 +56,19 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
     report_problems(&found);
     let images = found.references();
 
-    let (destination, dest_client, write) = if args.rewrite_images {
+    let cwd = std::env::current_dir().context("current directory")?;
+    let app_dir = match &args.dest {
+        Some(d) => d.clone(),
+        None => {
+            let local = std::path::Path::new(&args.upstream);
+            default_app_dir(&cwd, upstream.require_name()?, Some(local))?
+        }
+    };
+
+    // An update run without the destination flags pushes where the last run did, and says
+    // so; a different destination given explicitly is used, and said too.
+    let saved = crate::overlay::read_state(&app_dir)?.and_then(|s| s.destination);
+    let dest_args = if args.rewrite_images {
         let d = DestinationArgs {
             registry_endpoint: args
                 .registry_endpoint
@@ -67,28 +79,58 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
             image_pull_secret: args.image_pull_secret.clone(),
             write_pull_secret: args.write_pull_secret,
         };
-        let destination = d.destination()?;
-        let host = destination.endpoint.registry.clone();
-        let options = args.registry.destination_options(&host)?;
-        let write = d.write_options(options.credentials.as_ref().map(|(_, c)| c), &host)?;
-        (Some(destination), Some(Client::new(options)?), write)
+        if let Some(s) = &saved {
+            let new = d.destination()?.saved();
+            if new.endpoint != s.endpoint || new.namespace != s.namespace {
+                eprintln!(
+                    "note: pushing to {} (the last run in {} pushed to {})",
+                    describe(&new),
+                    app_dir.display(),
+                    describe(s)
+                );
+            }
+        }
+        Some(d)
+    } else if let Some(s) = &saved {
+        if args.registry_endpoint.is_some() {
+            bail!("--registry-endpoint has no effect without --rewrite-images");
+        }
+        eprintln!(
+            "note: pushing to {} again, as the last run in {} did (give --rewrite-images \
+             --registry-endpoint ... to push elsewhere)",
+            describe(s),
+            app_dir.display()
+        );
+        Some(DestinationArgs {
+            registry_endpoint: s.endpoint.clone(),
+            image_namespace: s.namespace.clone(),
+            preserve_paths: s.preserve_paths,
+            image_pull_secret: args
+                .image_pull_secret
+                .clone()
+                .or(s.image_pull_secret.clone()),
+            write_pull_secret: args.write_pull_secret,
+        })
     } else {
         if args.registry_endpoint.is_some() {
             bail!("--registry-endpoint has no effect without --rewrite-images");
         }
-        args.registry.refuse_destination_credentials()?;
-        (None, None, WriteOptions::default())
+        None
     };
-    let source_client = Client::new(args.registry.source_options(&args.source)?)?;
-
-    let cwd = std::env::current_dir().context("current directory")?;
-    let app_dir = match &args.dest {
-        Some(d) => d.clone(),
+    let (destination, dest_client, write) = match dest_args {
+        Some(d) => {
+            let destination = d.destination()?;
+            let host = destination.endpoint.registry.clone();
+            let options = args.registry.destination_options(&host)?;
+            let write = d.write_options(options.credentials.as_ref().map(|(_, c)| c), &host)?;
+            (Some(destination), Some(Client::new(options)?), write)
+        }
         None => {
-            let local = std::path::Path::new(&args.upstream);
-            default_app_dir(&cwd, upstream.require_name()?, Some(local))?
+            args.registry.refuse_destination_credentials()?;
+            (None, None, WriteOptions::default())
         }
     };
+    let source_client = Client::new(args.registry.source_options(&args.source)?)?;
     let opts = PullOptions {
         app_dir: app_dir.clone(),
         destination,
@@ -122,4 +164,12 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
         );
     }
     Ok(exit::OK)
+}
+
+/// `REGISTRY/NS` as the user gave it.
+fn describe(d: &crate::overlay::SavedDestination) -> String {
+    match &d.namespace {
+        Some(ns) => format!("{}/{ns}", d.endpoint),
+        None => d.endpoint.clone(),
+    }
 }

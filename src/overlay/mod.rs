@@ -84,6 +84,23 @@ pub struct State {
     pub source: String,
     pub tool_version: String,
     pub images: Vec<StateImage>,
+    /// Where the images were pushed, so a later `pull` in DIR pushes there again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<SavedDestination>,
+}
+
+/// `--registry-endpoint`, `--image-namespace` and `--preserve-paths` as last used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedDestination {
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub preserve_paths: bool,
+    /// `--image-pull-secret`, if one was given (a name, never credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -38,6 +38,7 @@ fn state(version: &str) -> State {
         source: "test".into(),
         tool_version: "0".into(),
         images: vec![],
+        destination: None,
     }
 }
 
