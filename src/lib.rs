@@ -24,4 +24,5 @@ pub mod reference;
 pub mod registry;
 pub mod rewrite;
 pub mod upstream;
+pub mod warnings;
 pub mod yaml;

@@ -16,7 +16,14 @@ fn warnings_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     // A warning logged through tracing (what printed ANSI codes before); the export then
     // fails fast on a closed port.
     let out = bin()
-        .args(["export", "--app-name", "x", "--exclude-image", "nginx:1"])
+        .args([
+            "-v",
+            "export",
+            "--app-name",
+            "x",
+            "--exclude-image",
+            "nginx:1",
+        ])
         .args(["--registry-mirror", "docker.io=127.0.0.1:1", "-o"])
         .arg(dir.path().join("x.airgap"))
         .arg(dir.path())
@@ -42,4 +49,96 @@ fn an_error_says_each_cause_once() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert!(err.contains("missing"), "{err}");
+}
+
+#[test]
+fn strict_turns_warnings_into_a_failure_before_anything_is_downloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pod.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: '{{ .Values.image }}'}\n  - {name: b, image: 'redis:7'}\n",
+    )
+    .unwrap();
+    let out_file = dir.path().join("x.airgap");
+    let export = |strict: bool| {
+        let mut c = bin();
+        if strict {
+            c.arg("--strict");
+        }
+        c.args(["export", "--app-name", "x"])
+            // A closed port: a download attempt fails fast, and says so.
+            .args(["--registry-mirror", "docker.io=127.0.0.1:1", "-o"])
+            .arg(&out_file)
+            .arg(dir.path().join("pod.yaml").parent().unwrap());
+        c.output().unwrap()
+    };
+    let strict = export(true);
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("templated"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--strict") && err.contains("nothing was downloaded"),
+        "{err}"
+    );
+    assert!(!err.contains("127.0.0.1:1"), "no download was tried: {err}");
+    // Without --strict the same warning is shown and the export goes on (to the closed port).
+    let lax = export(false);
+    let err = String::from_utf8_lossy(&lax.stderr);
+    assert!(
+        err.contains("templated") && err.contains("127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(!out_file.exists());
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_same_definitions_as_help() {
+    let bash = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(bash.status.success());
+    let script = String::from_utf8(bash.stdout).unwrap();
+    // bash itself loads it and registers the completion.
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("{script}\ncomplete -p kots-bundle"))
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success() && String::from_utf8_lossy(&loaded.stdout).contains("kots-bundle"),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        for sub in ["export", "import", "pull", "images", "inspect", "verify"] {
+            assert!(text.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    assert_eq!(
+        bin()
+            .args(["completions", "tcsh"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let page = String::from_utf8(bin().arg("man").output().unwrap().stdout).unwrap();
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH kots-bundle 1"),
+        "{page}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    assert!(bin()
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .status()
+        .unwrap()
+        .success());
+    let export = std::fs::read_to_string(dir.path().join("kots-bundle-export.1")).unwrap();
+    assert!(export.contains("registry\\-mirror"), "{export}");
 }

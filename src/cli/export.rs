@@ -37,7 +37,7 @@ pub struct ExportArgs {
     pub registry: RegistryArgs,
 }
 
-pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
+pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
     let rt = runtime()?;
     let upstream = rt.block_on(args.upstream_args.load(&args.upstream))?;
     let name = upstream.require_name()?.to_string();
@@ -45,7 +45,7 @@ pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
     report_problems(&found);
     let images = found.references();
     if images.is_empty() {
-        eprintln!("warning: no images found in {}", upstream.source);
+        crate::warnings::warn(format_args!("no images found in {}", upstream.source));
     }
     // Said now, on the online host, rather than first at import inside the air gap.
     let anywhere = crate::rewrite::Endpoint::parse("registry.invalid").expect("valid");
@@ -57,6 +57,7 @@ pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
              would be pushed to the same name; import with --preserve-paths"
         );
     }
+    crate::warnings::check_strict(strict, "in the app's manifests; nothing was downloaded")?;
     args.registry.refuse_destination_credentials()?;
     let client = Client::new(args.registry.source_options(&args.source)?)?;
     let output = args

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 pub mod common;
+pub mod docs;
 pub mod export;
 pub mod images;
 pub mod import;
@@ -49,6 +50,11 @@ pub struct Cli {
     /// Print more: -v for details, -vv for HTTP traffic (credentials are never printed).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Treat warnings (templated or invalid images, unparseable manifests, no image found,
+    /// skipped charts) as a failure: exit 1. For CI pipelines. Export and pull stop before
+    /// downloading anything.
+    #[arg(long, global = true)]
+    pub strict: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,6 +73,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Check every blob of an .airgap file against its digest, and the file against its metadata.
     Verify(verify::VerifyArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (or write one per command with --dir).
+    Man(docs::ManArgs),
 }
 
 /// A command stopped by SIGINT or SIGTERM.
@@ -113,13 +123,19 @@ pub fn main() -> i32 {
     };
     init_logging(cli.quiet, cli.verbose);
     let result = match &cli.command {
-        Command::Export(a) => export::run(a, cli.quiet),
+        Command::Export(a) => export::run(a, cli.quiet, cli.strict),
         Command::Import(a) => import::run(a, cli.quiet),
-        Command::Pull(a) => pull::run(a, cli.quiet),
+        Command::Pull(a) => pull::run(a, cli.quiet, cli.strict),
         Command::Images(a) => images::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a, cli.quiet),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     };
+    let result = result.and_then(|code| {
+        crate::warnings::check_strict(cli.strict, "were printed")?;
+        Ok(code)
+    });
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -49,12 +49,16 @@ pub struct PullArgs {
     pub registry: RegistryArgs,
 }
 
-pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
+pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
     let rt = runtime()?;
     let upstream = rt.block_on(args.upstream_args.load(&args.upstream))?;
     let found = args.selection.select(&upstream.files)?;
     report_problems(&found);
     let images = found.references();
+    if images.is_empty() {
+        crate::warnings::warn(format_args!("no images found in {}", upstream.source));
+    }
+    crate::warnings::check_strict(strict, "in the app's manifests; nothing was downloaded")?;
 
     let cwd = std::env::current_dir().context("current directory")?;
     let app_dir = match &args.dest {

@@ -51,7 +51,7 @@ impl SelectionArgs {
         for s in &self.exclude {
             let r = Reference::parse(s).with_context(|| format!("--exclude-image {s}"))?;
             if !found.exclude(&r) {
-                tracing::warn!("--exclude-image {s}: no such image was found");
+                crate::warnings::warn(format_args!("--exclude-image {s}: no such image was found"));
             }
         }
         Ok(found)
@@ -61,6 +61,6 @@ impl SelectionArgs {
 /// Prints discovery problems as warnings on stderr.
 pub fn report_problems(found: &Discovery) {
     for p in &found.problems {
-        eprintln!("warning: {p}");
+        crate::warnings::warn(p);
     }
 }
