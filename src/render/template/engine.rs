@@ -11,7 +11,8 @@
 //!   failed.
 //!
 //! It also looks functions up only when they run; Go rejects an unknown function at parse time,
-//! even in a branch that is never taken, and so does [`check_functions`].
+//! even in a branch that is never taken, and so does [`check_functions`]. And it accepts
+//! unbalanced blocks, which [`super::blocks`] rejects first.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,6 +80,7 @@ pub fn run_pass(
     if !text.contains(left) {
         return Ok(text.to_string());
     }
+    super::blocks::check(text, left, right)?;
     let parser = Parser::with_name(Some(name), text, left, right).map_err(parse_error)?;
     let (tree, defines) = parser.parse().map_err(parse_error)?;
 

@@ -7,6 +7,7 @@
 //! The engine is the `gotmpl` crate behind [`engine`]; [`gofmt`] prints values as Go does.
 
 mod args;
+mod blocks;
 mod engine;
 mod funcs;
 pub mod gofmt;
