@@ -290,6 +290,7 @@ fn format_one(out: &mut String, spec: &Spec, verb: char, v: &Value) {
     match (verb, v) {
         ('v', Value::String(s)) if spec.sharp => spec.pad(out, &quote(s), false),
         ('v', _) => spec.pad(out, &format_value(v), false),
+        ('T', _) => spec.pad(out, type_name(v), false),
         ('s', Value::String(s)) => {
             let body: String = match spec.prec {
                 Some(p) => s.chars().take(p).collect(),
@@ -509,7 +510,7 @@ mod tests {
         ] {
             assert_eq!(format_float(f, 'g', None), want, "{f}");
         }
-        assert_eq!(format_float(3.14159, 'f', Some(2)), "3.14");
+        assert_eq!(format_float(1.23456, 'f', Some(2)), "1.23");
         assert_eq!(format_float(1234.5678, 'e', None), "1.234568e+03");
         assert_eq!(format_float(1234.5678, 'g', Some(3)), "1.23e+03");
         assert_eq!(format_float(100.0, 'g', Some(3)), "100");

@@ -40,7 +40,7 @@ fn b32enc(data: &[u8]) -> String {
 
 fn b32dec(s: &str) -> Result<Vec<u8>, String> {
     let clean: Vec<u8> = s.bytes().filter(|b| *b != b'\r' && *b != b'\n').collect();
-    if clean.len() % 8 != 0 {
+    if !clean.len().is_multiple_of(8) {
         return Err(format!("illegal base32 data at input byte {}", clean.len()));
     }
     let mut out = Vec::new();

@@ -121,7 +121,8 @@ fn expand_env(s: &str) -> String {
 }
 
 pub fn register(m: &mut Funcs) {
-    let paths: [(&'static str, fn(&str) -> Value); 10] = [
+    type PathFn = fn(&str) -> Value;
+    let paths: [(&'static str, PathFn); 10] = [
         ("base", |p| string(base(p))),
         ("dir", |p| string(dir(p))),
         ("clean", |p| string(clean(p))),

@@ -116,7 +116,8 @@ fn split_map(parts: Vec<String>) -> Value {
 
 pub fn register(m: &mut Funcs) {
     // One string in, one string out.
-    let unary: [(&'static str, fn(&str) -> String); 10] = [
+    type Unary = fn(&str) -> String;
+    let unary: [(&'static str, Unary); 10] = [
         ("trim", |s| s.trim().to_string()),
         ("upper", |s| s.to_uppercase()),
         ("lower", |s| s.to_lowercase()),
@@ -164,14 +165,15 @@ pub fn register(m: &mut Funcs) {
     m.add("camelcase", |a| {
         let s = Args::exact("camelcase", a, 1)?.str(0)?;
         Ok(string(
-            s.split(|c: char| c == '_' || c == '-' || c == ' ')
+            s.split(['_', '-', ' '])
                 .map(|w| first_upper_or_lower(w, true))
                 .collect::<String>(),
         ))
     });
 
     // (a, b string): the operand is the last argument.
-    let binary: [(&'static str, fn(&str, &str) -> Value); 7] = [
+    type Binary = fn(&str, &str) -> Value;
+    let binary: [(&'static str, Binary); 7] = [
         ("trimAll", |cut, s| {
             string(s.trim_matches(|c| cut.contains(c)))
         }),
