@@ -241,6 +241,9 @@ const CASES: &[(&str, &str, &str)] = &[
     ("regexReplaceAll", r#"{{repl regexReplaceAll "a(x*)b" "-ab-axxb-" "${1}W"}}"#, "-W-xxW-"),
     ("regexMatch", r#"{{repl regexMatch "^[a-z]+$" "abc"}}"#, "true"),
     ("base dir ext", r#"{{repl base "/a/b.txt"}} {{repl dir "/a/b.txt"}} {{repl ext "b.tar.gz"}}"#, "b.txt /a .gz"),
+    ("eq int uint", r#"{{repl eq (ParseUint "15") 15}}"#, "true"),
+    ("Add uint", r#"{{repl Add (ParseUint "15") 1}}"#, "16"),
+    ("nested pipes", r#"{{repl ConfigOption "option_1" | ToUpper | Base64Encode | Base64Decode}}"#, "OPTION 1"),
     ("kindOf typeOf", r#"{{repl kindOf (list)}} {{repl typeOf "x"}} {{repl kindIs "map" (dict)}}"#, "slice string true"),
 ];
 
