@@ -165,22 +165,8 @@ pub fn plan(
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::with_capacity(sorted.len());
     for source in sorted {
-        let mut repo = String::new();
-        for part in [endpoint.prefix.as_deref(), namespace]
-            .into_iter()
-            .flatten()
-        {
-            repo.push_str(part);
-            repo.push('/');
-        }
-        if preserve_paths {
-            repo.push_str(&registry_as_path(source.registry()));
-            repo.push('/');
-            repo.push_str(source.repository());
-        } else {
-            repo.push_str(source.last_component());
-        }
-        let target_name = format!("{}/{repo}", endpoint.registry);
+        let target = target_unchecked(source, endpoint, namespace, preserve_paths)?;
+        let target_name = target.name();
         match claimed.get(&target_name) {
             Some(first) if *first != source.name() => {
                 return Err(RewriteError::Collision {
@@ -191,26 +177,65 @@ pub fn plan(
             }
             Some(_) => {}
             None => {
-                claimed.insert(target_name.clone(), source.name());
+                claimed.insert(target_name, source.name());
             }
         }
-        let target = Reference::new(
-            &endpoint.registry,
-            &repo,
-            source.tag(),
-            source.digest().cloned(),
-        )
-        .map_err(|e| RewriteError::Target {
-            source_ref: source.to_string(),
-            target: target_name.clone(),
-            why: e.why,
-        })?;
         out.push(ImageRewrite {
             source: source.clone(),
             target,
         });
     }
     Ok(out)
+}
+
+/// Where ONE source image goes: the naming [`plan`] uses (without its check that no two sources
+/// share a target). Used by KOTS's `LocalImageName`, so a templated image and a plain one land
+/// on the same name.
+pub fn target_of(
+    source: &Reference,
+    endpoint: &Endpoint,
+    namespace: Option<&str>,
+    preserve_paths: bool,
+) -> Result<Reference, RewriteError> {
+    if let Some(ns) = namespace {
+        validate_namespace(ns)?;
+    }
+    target_unchecked(source, endpoint, namespace, preserve_paths)
+}
+
+/// [`target_of`] for a namespace already validated.
+fn target_unchecked(
+    source: &Reference,
+    endpoint: &Endpoint,
+    namespace: Option<&str>,
+    preserve_paths: bool,
+) -> Result<Reference, RewriteError> {
+    let mut repo = String::new();
+    for part in [endpoint.prefix.as_deref(), namespace]
+        .into_iter()
+        .flatten()
+    {
+        repo.push_str(part);
+        repo.push('/');
+    }
+    if preserve_paths {
+        repo.push_str(&registry_as_path(source.registry()));
+        repo.push('/');
+        repo.push_str(source.repository());
+    } else {
+        repo.push_str(source.last_component());
+    }
+    Reference::new(
+        &endpoint.registry,
+        &repo,
+        source.tag(),
+        source.digest().cloned(),
+    )
+    .map_err(|e| RewriteError::Target {
+        source_ref: source.to_string(),
+        target: format!("{}/{repo}", endpoint.registry),
+        why: e.why,
+    })
 }
 
 /// A registry as a repository path component: `localhost:5000` -> `localhost_5000`
@@ -404,6 +429,29 @@ mod tests {
                 "reg.local/localhost_5000/a/b:1"
             ]
         );
+    }
+
+    #[test]
+    fn target_of_matches_plan() {
+        let sources = [
+            r("nginx:1.7.9"),
+            r("quay.io/org/sub/app:2"),
+            r("localhost:5000/a/b:1"),
+        ];
+        for preserve in [false, true] {
+            let planned = plan(&sources, &ep("reg.local/pre"), Some("ns"), preserve).unwrap();
+            for p in planned {
+                let one = target_of(&p.source, &ep("reg.local/pre"), Some("ns"), preserve).unwrap();
+                assert_eq!(one, p.target);
+            }
+        }
+        assert_eq!(
+            target_of(&r("nginx:1.7.9"), &ep("reg.local"), Some("app"), false)
+                .unwrap()
+                .to_string(),
+            "reg.local/app/nginx:1.7.9"
+        );
+        assert!(target_of(&r("nginx"), &ep("reg.local"), Some("Bad"), false).is_err());
     }
 
     #[test]
