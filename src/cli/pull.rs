@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 
 use super::common::{runtime, RegistryArgs, SourceArgs};
 use super::import::DestinationArgs;
-use super::selection::{report_problems, SelectionArgs};
+use super::selection::{confirm_candidates, report_problems, SelectionArgs};
 use crate::cli::exit;
 use crate::overlay::WriteOptions;
 use crate::pull::{default_app_dir, pull, PullOptions};
@@ -52,9 +52,7 @@ pub struct PullArgs {
 pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
     let rt = runtime()?;
     let upstream = rt.block_on(args.upstream_args.load(&args.upstream))?;
-    let found = args.selection.select(&upstream.files)?;
-    report_problems(&found);
-    let images = found.references();
+    let mut found = args.selection.select(&upstream.files)?;
 
     let (destination, dest_client, write) = if args.rewrite_images {
         let d = DestinationArgs {
@@ -80,6 +78,13 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
         (None, None, WriteOptions::default())
     };
     let source_client = Client::new(args.registry.source_options(&args.source)?)?;
+    rt.block_on(confirm_candidates(
+        &mut found,
+        &source_client,
+        args.registry.concurrency as usize,
+    ));
+    report_problems(&found);
+    let images = found.references();
 
     let cwd = std::env::current_dir().context("current directory")?;
     let app_dir = match &args.dest {
