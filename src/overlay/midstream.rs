@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::base::{BaseFile, BaseObject};
+use super::base::{self, BaseFile, BaseObject, ImageSite, SiteForm};
 use super::PullSecret;
 use crate::reference::Reference;
 use crate::rewrite::ImageRewrite;
@@ -88,18 +88,15 @@ pub(crate) fn build(
     for obj in base.iter().flat_map(|f| &f.objects) {
         let mut ops = Vec::new();
         for site in &obj.images {
-            match target_for(&site.image, &by_name) {
-                Some(t) if t != site.image => {
-                    ops.push(op("replace", site.pointer.clone(), t.into()))
-                }
-                Some(_) => {}
+            match site_ops(site, &by_name) {
+                Some(site_ops) => ops.extend(site_ops),
                 None => tracing::warn!(
-                    image = %site.image, kind = %obj.kind, name = %obj.name,
+                    image = %site.image, kind = %obj.kind, name = %obj.name, at = %site.pointer, site = ?site.kind,
                     "no rewrite for this image; it will be pulled from where the manifest says"
                 ),
             }
         }
-        for spec in &obj.pod_specs {
+        for spec in &obj.pull_secret_sites {
             for name in pull_secret_names {
                 let entry =
                     Value::Mapping(Mapping::from_iter([("name".into(), name.as_str().into())]));
@@ -136,13 +133,19 @@ pub(crate) fn build(
     if let Some(s) = secret {
         files.push((
             PULL_SECRET_FILE.to_string(),
-            pull_secret_yaml(s).into_bytes(),
+            pull_secret_yaml(s, &secret_namespaces(base)).into_bytes(),
             true,
         ));
         extra_resources.push(format!("{GENERATED_DIR}/{PULL_SECRET_FILE}"));
     }
 
-    let images = images_entries(rewrites);
+    // kustomize 2.0.3's `images:` stops on CRDs with pod templates in their schema; base is
+    // fully patched at exact paths anyway.
+    let images = if base::breaks_kustomize_2_images(base) {
+        Vec::new()
+    } else {
+        images_entries(rewrites)
+    };
     let kustomization = merge(existing, &images, &patch_entries, &extra_resources)?;
     Ok(Midstream {
         kustomization,
@@ -166,11 +169,64 @@ fn fix_pull_secret_adds(mut ops: Vec<PatchOp>) -> Vec<PatchOp> {
     ops
 }
 
+/// The exact-path patch that makes `site` name its image in the private registry: the
+/// whole string, only the reference inside an arg (`--x-image=R/NS/b:1`), or an image map's
+/// name (and registry) fields, tags and digests as written. `None` when the image has no
+/// rewrite (it was not mirrored); no ops when it already names the target.
+fn site_ops(site: &ImageSite, by_name: &HashMap<String, &ImageRewrite>) -> Option<Vec<PatchOp>> {
+    let target = target_for(&site.image, by_name)?;
+    if target == site.image {
+        return Some(Vec::new());
+    }
+    let ops = match &site.form {
+        SiteForm::Whole => vec![op("replace", site.pointer.clone(), target.into())],
+        SiteForm::Part { text, start, end } => {
+            let value = format!("{}{target}{}", &text[..*start], &text[*end..]);
+            vec![op("replace", site.pointer.clone(), value.into())]
+        }
+        SiteForm::Map {
+            has_registry,
+            name_key,
+            name,
+        } => {
+            let rewrite = rewrite_for(&site.image, by_name)?;
+            let suffix = &name[name_end(name)..];
+            let name_path = format!("{}/{name_key}", site.pointer);
+            if *has_registry {
+                let t = &rewrite.target;
+                vec![
+                    op(
+                        "replace",
+                        format!("{}/registry", site.pointer),
+                        t.registry().into(),
+                    ),
+                    op(
+                        "replace",
+                        name_path,
+                        format!("{}{suffix}", t.repository()).into(),
+                    ),
+                ]
+            } else {
+                let value = format!("{}{suffix}", rewrite.target.name());
+                vec![op("replace", name_path, value.into())]
+            }
+        }
+    };
+    Some(ops)
+}
+
+fn rewrite_for<'a>(
+    image: &str,
+    by_name: &HashMap<String, &'a ImageRewrite>,
+) -> Option<&'a ImageRewrite> {
+    let parsed = Reference::parse(image).ok()?;
+    by_name.get(&parsed.name()).copied()
+}
+
 /// The image as it must be deployed: the target name with the tag/digest exactly as the
 /// manifest wrote them (a bare `nginx` stays without `:latest`).
 fn target_for(image: &str, by_name: &HashMap<String, &ImageRewrite>) -> Option<String> {
-    let parsed = Reference::parse(image).ok()?;
-    let rewrite = by_name.get(&parsed.name())?;
+    let rewrite = rewrite_for(image, by_name)?;
     Some(format!(
         "{}{}",
         rewrite.target.name(),
@@ -344,7 +400,25 @@ fn merge(
     Ok(format!("{HEADER}{body}"))
 }
 
-fn pull_secret_yaml(s: &PullSecret) -> String {
+/// The namespaces the written pull secret must exist in: that of every object with a
+/// place for `imagePullSecrets` (`None`, no namespace, for objects without one; also when
+/// nothing takes a secret, so the Secret is still written once).
+fn secret_namespaces(base: &[BaseFile]) -> Vec<Option<String>> {
+    let set: BTreeSet<Option<String>> = base
+        .iter()
+        .flat_map(|f| &f.objects)
+        .filter(|o| !o.pull_secret_sites.is_empty())
+        .map(|o| o.namespace.clone())
+        .collect();
+    if set.is_empty() {
+        vec![None]
+    } else {
+        set.into_iter().collect()
+    }
+}
+
+/// The Secret, once per namespace in `namespaces`, as one multi-document file.
+fn pull_secret_yaml(s: &PullSecret, namespaces: &[Option<String>]) -> String {
     use base64::Engine as _;
     let b64 = |x: &[u8]| base64::engine::general_purpose::STANDARD.encode(x);
     let config = serde_json::json!({
@@ -361,15 +435,24 @@ fn pull_secret_yaml(s: &PullSecret) -> String {
         ".dockerconfigjson".into(),
         b64(config.to_string().as_bytes()).into(),
     );
-    let mut meta = Mapping::new();
-    meta.insert("name".into(), s.name.as_str().into());
-    let mut m = Mapping::new();
-    m.insert("apiVersion".into(), "v1".into());
-    m.insert("kind".into(), "Secret".into());
-    m.insert("metadata".into(), Value::Mapping(meta));
-    m.insert("type".into(), "kubernetes.io/dockerconfigjson".into());
-    m.insert("data".into(), Value::Mapping(data));
-    serde_yaml_ng::to_string(&m).expect("a mapping of strings serializes")
+    let docs: Vec<String> = namespaces
+        .iter()
+        .map(|ns| {
+            let mut meta = Mapping::new();
+            meta.insert("name".into(), s.name.as_str().into());
+            if let Some(ns) = ns {
+                meta.insert("namespace".into(), ns.as_str().into());
+            }
+            let mut m = Mapping::new();
+            m.insert("apiVersion".into(), "v1".into());
+            m.insert("kind".into(), "Secret".into());
+            m.insert("metadata".into(), Value::Mapping(meta));
+            m.insert("type".into(), "kubernetes.io/dockerconfigjson".into());
+            m.insert("data".into(), Value::Mapping(data.clone()));
+            serde_yaml_ng::to_string(&m).expect("a mapping of strings serializes")
+        })
+        .collect();
+    docs.join("---\n")
 }
 
 #[cfg(test)]
@@ -385,6 +468,77 @@ mod tests {
         assert_eq!(name_end("localhost:5000/a/b:1"), 18);
         assert_eq!(name_end(&format!("a/b@{d}")), 3);
         assert_eq!(name_end(&format!("a/b:1@{d}")), 3);
+    }
+
+    #[test]
+    fn site_ops_change_exactly_the_reference() {
+        use crate::discover::SiteKind;
+        use crate::rewrite::{plan, Endpoint};
+        let sources: Vec<Reference> = ["quay.io/org/x:1", "quay.io/org/w:2", "nginx"]
+            .iter()
+            .map(|s| Reference::parse(s).unwrap())
+            .collect();
+        let rw = plan(
+            &sources,
+            &Endpoint::parse("r.local:5000").unwrap(),
+            Some("ns"),
+            false,
+        )
+        .unwrap();
+        let by_name: HashMap<String, &ImageRewrite> =
+            rw.iter().map(|r| (r.source.name(), r)).collect();
+        let site = |image: &str, form| ImageSite {
+            pointer: "/p".into(),
+            image: image.into(),
+            kind: SiteKind::Arg,
+            form,
+        };
+        let ops = |s: &ImageSite| -> Vec<(String, String)> {
+            site_ops(s, &by_name)
+                .unwrap()
+                .into_iter()
+                .map(|o| (o.path, o.value.as_str().unwrap().to_string()))
+                .collect()
+        };
+        let p = |path: &str, v: &str| (path.to_string(), v.to_string());
+        assert_eq!(
+            ops(&site(
+                "quay.io/org/x:1",
+                SiteForm::Part {
+                    text: "--x-image=quay.io/org/x:1".into(),
+                    start: 10,
+                    end: 25
+                }
+            )),
+            [p("/p", "--x-image=r.local:5000/ns/x:1")]
+        );
+        assert_eq!(
+            ops(&site("nginx", SiteForm::Whole)),
+            [p("/p", "r.local:5000/ns/nginx")]
+        );
+        assert_eq!(
+            ops(&site(
+                "quay.io/org/w:2",
+                SiteForm::Map {
+                    has_registry: true,
+                    name_key: "repository",
+                    name: "org/w".into()
+                }
+            )),
+            [p("/p/registry", "r.local:5000"), p("/p/repository", "ns/w")]
+        );
+        assert_eq!(
+            ops(&site(
+                "quay.io/org/w:2",
+                SiteForm::Map {
+                    has_registry: false,
+                    name_key: "image",
+                    name: "quay.io/org/w".into()
+                }
+            )),
+            [p("/p/image", "r.local:5000/ns/w")]
+        );
+        assert!(site_ops(&site("quay.io/other/y:1", SiteForm::Whole), &by_name).is_none());
     }
 
     #[test]
