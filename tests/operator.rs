@@ -72,6 +72,16 @@ fn expected_found() -> Vec<Found> {
             vec![(format!("{op}.env[2].value"), Some("env"))],
         ),
         e(
+            "quay.io/org/operand:v1",
+            "candidate",
+            vec![(format!("{op}.env[6].value"), Some("env"))],
+        ),
+        e(
+            "quay.io/org/operand:v2",
+            "candidate",
+            vec![(format!("{op}.env[6].value"), Some("env"))],
+        ),
+        e(
             "quay.io/org/operator:v1",
             "required",
             vec![(format!("{op}.image"), None)],
@@ -351,6 +361,11 @@ fn check_sites(docs: &BTreeMap<String, Value>, r: &str, digest: &str, what: &str
     );
     assert_eq!(env["HTTPS_PROXY"], "http://proxy.example.com:3128");
     assert_eq!(
+        env["OPERAND_IMAGES"],
+        format!("1.0={r}/operand:v1\n2.0={r}/operand:v2\n"),
+        "{what}: every reference in a list of them"
+    );
+    assert_eq!(
         docs["Job/setup"]["spec"]["template"]["spec"]["containers"][0]["image"],
         format!("{r}/job:v1")
     );
@@ -546,6 +561,8 @@ fn source() -> Source {
         "widget:v3",
         "widget-agent:1.0",
         "gadget:v1",
+        "operand:v1",
+        "operand:v2",
     ];
     Source::start(
         specs

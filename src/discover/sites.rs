@@ -1,8 +1,8 @@
 //! Where images sit inside one Kubernetes object: the `image` of every container-list item
 //! (pod specs, required), and what operators pull that no pod spec names (candidates): a
-//! string or an `image:` map under a key named `image` anywhere, container args
-//! (`--flag=REF`, or a whole item that is a full reference, as in `--flag REF`) and env
-//! values (`RELATED_IMAGE_*`, or any full reference).
+//! string or an `image:` map under a key named `image` anywhere, container args and env
+//! values: every word that is a full reference, or `KEY=REF` (`--flag=REF`, `--flag REF`
+//! as two items, `4.2.0=REF` lines, `--images=A,B`), and the whole value of `RELATED_IMAGE_*`.
 //!
 //! One walk serves both stages, so what the overlay rewrites is exactly what discovery
 //! found: discovery turns each [`Site`] into a reference and a display path, the overlay
@@ -34,9 +34,9 @@ pub enum SiteKind {
     Image,
     /// A map under a key named `image`: `{registry?, repository|image, tag?, digest?}`.
     ImageMap,
-    /// A container argument: `--flag=REF`, or an item that is a full reference.
+    /// A full reference in a container argument (`--flag=REF`, or a word that is one).
     Arg,
-    /// A container env value: `RELATED_IMAGE_*`, or a full reference.
+    /// A container env value (`RELATED_IMAGE_*`), or a full reference in one.
     Env,
 }
 
@@ -57,8 +57,8 @@ pub(crate) enum Seg<'a> {
 /// What a site holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SiteValue<'a> {
-    /// The string at the path; the reference is `text[start..end]` (all of it unless the
-    /// string is an arg `--flag=REF`, where only `REF` is).
+    /// The string at the path; the reference is `text[start..end]` (all of it, or one
+    /// word of an arg or env value: `REF` of `--flag=REF`). One string may hold several.
     Str {
         text: &'a str,
         start: usize,
@@ -249,12 +249,8 @@ impl<'a> Walker<'a> {
                 let Some(text) = untag(w).as_str() else {
                     continue;
                 };
-                if let Some(start) = arg_reference(text) {
-                    let value = SiteValue::Str {
-                        text,
-                        start,
-                        end: text.len(),
-                    };
+                for (start, end) in references_in(text) {
+                    let value = SiteValue::Str { text, start, end };
                     self.push(&[Seg::Key(list), Seg::Index(i)], SiteKind::Arg, value);
                 }
             }
@@ -267,13 +263,16 @@ impl<'a> Walker<'a> {
             let Some(text) = e.get("value").map(untag).and_then(Value::as_str) else {
                 continue;
             };
-            let related = name.starts_with(RELATED_IMAGE_PREFIX) && !text.is_empty();
-            if related || is_full_reference(text) {
-                self.push(
-                    &[Seg::Key("env"), Seg::Index(i), Seg::Key("value")],
-                    SiteKind::Env,
-                    whole(text),
-                );
+            let at = [Seg::Key("env"), Seg::Index(i), Seg::Key("value")];
+            if name.starts_with(RELATED_IMAGE_PREFIX) {
+                if !text.is_empty() {
+                    self.push(&at, SiteKind::Env, whole(text));
+                }
+                continue;
+            }
+            for (start, end) in references_in(text) {
+                let value = SiteValue::Str { text, start, end };
+                self.push(&at, SiteKind::Env, value);
             }
         }
     }
@@ -310,15 +309,46 @@ fn holds_no_candidates(m: &Mapping) -> bool {
             .any(|g| group == *g || group.ends_with(&format!(".{g}")))
 }
 
-/// Where the reference starts in an arg: after `--flag=` (or `-flag=`), or at 0 when the
-/// whole word is one (`--flag REF` as two items). `None` unless it is a full reference.
-fn arg_reference(word: &str) -> Option<usize> {
-    if is_full_reference(word) {
-        return Some(0);
+/// The full references in an arg or env value, as byte ranges: every word (split at
+/// whitespace and commas, quotes trimmed) that is one, or that is `KEY=REF` with a plain
+/// key (`--x-image=REF`, `-y=REF`, `4.2.0=REF` in a list of versions and their images).
+fn references_in(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, ch) in text.char_indices().chain([(text.len(), ' ')]) {
+        if !(ch.is_whitespace() || ch == ',') {
+            continue;
+        }
+        let (s, e) = trim_quotes(text, start, i);
+        start = i + ch.len_utf8();
+        let word = &text[s..e];
+        if word.is_empty() {
+            continue;
+        }
+        if is_full_reference(word) {
+            out.push((s, e));
+        } else if let Some((key, value)) = word.split_once('=') {
+            let plain_key = !key.trim_start_matches('-').is_empty()
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if plain_key && is_full_reference(value) {
+                out.push((s + key.len() + 1, e));
+            }
+        }
     }
-    let (flag, value) = word.split_once('=')?;
-    let name = flag.trim_start_matches('-');
-    (flag.starts_with('-') && !name.is_empty() && is_full_reference(value)).then(|| flag.len() + 1)
+    out
+}
+
+/// `text[s..e]` without the quotes around it (shell words in a `command`).
+fn trim_quotes(text: &str, mut s: usize, mut e: usize) -> (usize, usize) {
+    while s < e && matches!(text.as_bytes()[s], b'"' | b'\'') {
+        s += 1;
+    }
+    while e > s && matches!(text.as_bytes()[e - 1], b'"' | b'\'') {
+        e -= 1;
+    }
+    (s, e)
 }
 
 /// A reference nobody would write by accident: `host.name[:port]/path:tag` or
@@ -443,13 +473,29 @@ mod tests {
         ] {
             assert!(!is_full_reference(no), "{no}");
         }
-        assert_eq!(arg_reference("--x-image=quay.io/a/b:1"), Some(10));
-        assert_eq!(arg_reference("-y=quay.io/a/b:1"), Some(3));
-        assert_eq!(arg_reference("quay.io/a/b:1"), Some(0));
-        assert_eq!(arg_reference("--url=https://quay.io/a/b:1"), None);
-        assert_eq!(arg_reference("=quay.io/a/b:1"), None);
-        assert_eq!(arg_reference("--log-level=info"), None);
-        assert_eq!(arg_reference("--config=/etc/a.yaml"), None);
+        fn refs(t: &str) -> Vec<&str> {
+            references_in(t).iter().map(|&(s, e)| &t[s..e]).collect()
+        }
+        assert_eq!(refs("--x-image=quay.io/a/b:1"), ["quay.io/a/b:1"]);
+        assert_eq!(references_in("--x-image=quay.io/a/b:1"), [(10, 23)]);
+        assert_eq!(refs("-y=quay.io/a/b:1"), ["quay.io/a/b:1"]);
+        assert_eq!(refs("quay.io/a/b:1"), ["quay.io/a/b:1"]);
+        assert_eq!(
+            refs("4.2.0=quay.io/s/kafka:k-4.2.0\n4.3.0=quay.io/s/kafka:k-4.3.0\n"),
+            ["quay.io/s/kafka:k-4.2.0", "quay.io/s/kafka:k-4.3.0"]
+        );
+        assert_eq!(
+            refs("--images=a.io/x:1,b.io/y:2 --z 'c.io/z:3'"),
+            ["a.io/x:1", "b.io/y:2", "c.io/z:3"]
+        );
+        assert!(refs("--url=https://quay.io/a/b:1").is_empty());
+        assert!(refs("http://h.io/p?x=quay.io/a/b:1").is_empty());
+        assert!(refs("=quay.io/a/b:1").is_empty());
+        assert!(refs("--=quay.io/a/b:1").is_empty());
+        assert!(refs("--log-level=info").is_empty());
+        assert!(refs("--config=/etc/a.yaml").is_empty());
+        assert!(refs("--listen=0.0.0.0:8080 --peer=a.b.svc:9094").is_empty());
+        assert!(refs("").is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::base::{self, BaseFile, BaseObject, ImageSite, SiteForm};
+use super::base::{self, BaseFile, BaseObject, SiteForm};
 use super::PullSecret;
 use crate::reference::Reference;
 use crate::rewrite::ImageRewrite;
@@ -86,16 +86,7 @@ pub(crate) fn build(
     let mut patch_entries = Vec::new();
     let mut used_names = BTreeSet::new();
     for obj in base.iter().flat_map(|f| &f.objects) {
-        let mut ops = Vec::new();
-        for site in &obj.images {
-            match site_ops(site, &by_name) {
-                Some(site_ops) => ops.extend(site_ops),
-                None => tracing::warn!(
-                    image = %site.image, kind = %obj.kind, name = %obj.name, at = %site.pointer, site = ?site.kind,
-                    "no rewrite for this image; it will be pulled from where the manifest says"
-                ),
-            }
-        }
+        let mut ops = image_ops(obj, &by_name);
         for spec in &obj.pull_secret_sites {
             for name in pull_secret_names {
                 let entry =
@@ -169,50 +160,73 @@ fn fix_pull_secret_adds(mut ops: Vec<PatchOp>) -> Vec<PatchOp> {
     ops
 }
 
-/// The exact-path patch that makes `site` name its image in the private registry: the
-/// whole string, only the reference inside an arg (`--x-image=R/NS/b:1`), or an image map's
-/// name (and registry) fields, tags and digests as written. `None` when the image has no
-/// rewrite (it was not mirrored); no ops when it already names the target.
-fn site_ops(site: &ImageSite, by_name: &HashMap<String, &ImageRewrite>) -> Option<Vec<PatchOp>> {
-    let target = target_for(&site.image, by_name)?;
-    if target == site.image {
-        return Some(Vec::new());
-    }
-    let ops = match &site.form {
-        SiteForm::Whole => vec![op("replace", site.pointer.clone(), target.into())],
-        SiteForm::Part { text, start, end } => {
-            let value = format!("{}{target}{}", &text[..*start], &text[*end..]);
-            vec![op("replace", site.pointer.clone(), value.into())]
-        }
-        SiteForm::Map {
-            has_registry,
-            name_key,
-            name,
-        } => {
-            let rewrite = rewrite_for(&site.image, by_name)?;
-            let suffix = &name[name_end(name)..];
-            let name_path = format!("{}/{name_key}", site.pointer);
-            if *has_registry {
+/// The exact-path patches that make every image site of `obj` name its image in the
+/// private registry: whole strings, only the references inside an arg or env value
+/// (`--x-image=R/NS/b:1`; several in one string make one patch), an image map's name (and
+/// registry) fields; tags and digests as written. A site whose image has no rewrite (it
+/// was not mirrored) is left alone, with a warning.
+fn image_ops(obj: &BaseObject, by_name: &HashMap<String, &ImageRewrite>) -> Vec<PatchOp> {
+    let mut ops = Vec::new();
+    // Strings holding references among other text: pointer -> (text, [(start, end, target)]).
+    let mut parts: BTreeMap<&str, (&str, Vec<(usize, usize, String)>)> = BTreeMap::new();
+    for site in &obj.images {
+        let Some(rewrite) = rewrite_for(&site.image, by_name) else {
+            tracing::warn!(
+                image = %site.image, kind = %obj.kind, name = %obj.name, at = %site.pointer,
+                site = ?site.kind,
+                "no rewrite for this image; it will be pulled from where the manifest says"
+            );
+            continue;
+        };
+        let target = deployed_name(&site.image, rewrite);
+        match &site.form {
+            SiteForm::Whole if target != site.image => {
+                ops.push(op("replace", site.pointer.clone(), target.into()))
+            }
+            SiteForm::Whole => {}
+            SiteForm::Part { text, start, end } => parts
+                .entry(&site.pointer)
+                .or_insert((text, Vec::new()))
+                .1
+                .push((*start, *end, target)),
+            SiteForm::Map {
+                has_registry,
+                name_key,
+                name,
+            } => {
                 let t = &rewrite.target;
-                vec![
-                    op(
-                        "replace",
-                        format!("{}/registry", site.pointer),
-                        t.registry().into(),
-                    ),
-                    op(
-                        "replace",
-                        name_path,
-                        format!("{}{suffix}", t.repository()).into(),
-                    ),
-                ]
-            } else {
-                let value = format!("{}{suffix}", rewrite.target.name());
-                vec![op("replace", name_path, value.into())]
+                let suffix = &name[name_end(name)..];
+                let name_path = format!("{}/{name_key}", site.pointer);
+                if *has_registry {
+                    let registry = format!("{}/registry", site.pointer);
+                    ops.push(op("replace", registry, t.registry().into()));
+                    let value = format!("{}{suffix}", t.repository());
+                    ops.push(op("replace", name_path, value.into()));
+                } else {
+                    let value = format!("{}{suffix}", t.name());
+                    ops.push(op("replace", name_path, value.into()));
+                }
             }
         }
-    };
-    Some(ops)
+    }
+    for (pointer, (text, mut spans)) in parts {
+        spans.sort();
+        let mut value = String::new();
+        let mut at = 0;
+        for (start, end, target) in spans {
+            if start < at {
+                continue; // overlapping spans cannot come from one walk; keep the first
+            }
+            value.push_str(&text[at..start]);
+            value.push_str(&target);
+            at = end;
+        }
+        value.push_str(&text[at..]);
+        if value != text {
+            ops.push(op("replace", pointer.to_string(), value.into()));
+        }
+    }
+    ops
 }
 
 fn rewrite_for<'a>(
@@ -225,13 +239,8 @@ fn rewrite_for<'a>(
 
 /// The image as it must be deployed: the target name with the tag/digest exactly as the
 /// manifest wrote them (a bare `nginx` stays without `:latest`).
-fn target_for(image: &str, by_name: &HashMap<String, &ImageRewrite>) -> Option<String> {
-    let rewrite = rewrite_for(image, by_name)?;
-    Some(format!(
-        "{}{}",
-        rewrite.target.name(),
-        &image[name_end(image)..]
-    ))
+fn deployed_name(image: &str, rewrite: &ImageRewrite) -> String {
+    format!("{}{}", rewrite.target.name(), &image[name_end(image)..])
 }
 
 /// Where the name part of an image string ends (at its `:tag` or `@digest`).
@@ -471,7 +480,8 @@ mod tests {
     }
 
     #[test]
-    fn site_ops_change_exactly_the_reference() {
+    fn image_ops_change_exactly_the_references() {
+        use super::super::base::ImageSite;
         use crate::discover::SiteKind;
         use crate::rewrite::{plan, Endpoint};
         let sources: Vec<Reference> = ["quay.io/org/x:1", "quay.io/org/w:2", "nginx"]
@@ -487,58 +497,79 @@ mod tests {
         .unwrap();
         let by_name: HashMap<String, &ImageRewrite> =
             rw.iter().map(|r| (r.source.name(), r)).collect();
-        let site = |image: &str, form| ImageSite {
-            pointer: "/p".into(),
+        let site = |pointer: &str, image: &str, form| ImageSite {
+            pointer: pointer.into(),
             image: image.into(),
             kind: SiteKind::Arg,
             form,
         };
-        let ops = |s: &ImageSite| -> Vec<(String, String)> {
-            site_ops(s, &by_name)
-                .unwrap()
-                .into_iter()
-                .map(|o| (o.path, o.value.as_str().unwrap().to_string()))
-                .collect()
+        let list = "1=quay.io/org/x:1\n2=quay.io/org/gone:3\n3=quay.io/org/w:2\n";
+        let part = |start, end| SiteForm::Part {
+            text: list.into(),
+            start,
+            end,
         };
+        let obj = BaseObject {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: "p".into(),
+            namespace: None,
+            images: vec![
+                site(
+                    "/a",
+                    "quay.io/org/x:1",
+                    SiteForm::Part {
+                        text: "--x-image=quay.io/org/x:1".into(),
+                        start: 10,
+                        end: 25,
+                    },
+                ),
+                site("/b", "nginx", SiteForm::Whole),
+                site(
+                    "/c",
+                    "quay.io/org/w:2",
+                    SiteForm::Map {
+                        has_registry: true,
+                        name_key: "repository",
+                        name: "org/w".into(),
+                    },
+                ),
+                site(
+                    "/d",
+                    "quay.io/org/w:2",
+                    SiteForm::Map {
+                        has_registry: false,
+                        name_key: "image",
+                        name: "quay.io/org/w".into(),
+                    },
+                ),
+                site("/e", "quay.io/org/x:1", part(2, 17)),
+                site("/e", "quay.io/org/gone:3", part(20, 38)),
+                site("/e", "quay.io/org/w:2", part(41, 56)),
+                site("/f", "quay.io/other/y:1", SiteForm::Whole),
+            ],
+            pull_secret_sites: vec![],
+            non_list_containers: false,
+        };
+        let got: Vec<(String, String)> = image_ops(&obj, &by_name)
+            .into_iter()
+            .map(|o| (o.path, o.value.as_str().unwrap().to_string()))
+            .collect();
         let p = |path: &str, v: &str| (path.to_string(), v.to_string());
         assert_eq!(
-            ops(&site(
-                "quay.io/org/x:1",
-                SiteForm::Part {
-                    text: "--x-image=quay.io/org/x:1".into(),
-                    start: 10,
-                    end: 25
-                }
-            )),
-            [p("/p", "--x-image=r.local:5000/ns/x:1")]
+            got,
+            [
+                p("/b", "r.local:5000/ns/nginx"),
+                p("/c/registry", "r.local:5000"),
+                p("/c/repository", "ns/w"),
+                p("/d/image", "r.local:5000/ns/w"),
+                p("/a", "--x-image=r.local:5000/ns/x:1"),
+                p(
+                    "/e",
+                    "1=r.local:5000/ns/x:1\n2=quay.io/org/gone:3\n3=r.local:5000/ns/w:2\n"
+                ),
+            ]
         );
-        assert_eq!(
-            ops(&site("nginx", SiteForm::Whole)),
-            [p("/p", "r.local:5000/ns/nginx")]
-        );
-        assert_eq!(
-            ops(&site(
-                "quay.io/org/w:2",
-                SiteForm::Map {
-                    has_registry: true,
-                    name_key: "repository",
-                    name: "org/w".into()
-                }
-            )),
-            [p("/p/registry", "r.local:5000"), p("/p/repository", "ns/w")]
-        );
-        assert_eq!(
-            ops(&site(
-                "quay.io/org/w:2",
-                SiteForm::Map {
-                    has_registry: false,
-                    name_key: "image",
-                    name: "quay.io/org/w".into()
-                }
-            )),
-            [p("/p/image", "r.local:5000/ns/w")]
-        );
-        assert!(site_ops(&site("quay.io/other/y:1", SiteForm::Whole), &by_name).is_none());
     }
 
     #[test]
