@@ -544,6 +544,30 @@ fn pull_secrets_reach_every_namespace_and_custom_resources_that_take_them() {
             &format!("{k:?}"),
         );
     }
+
+    // The operator puts everything in one namespace: one Secret there (two of the same
+    // name would collide in kustomize v5), and the next import keeps it that way.
+    let k = dir.join("overlays/midstream/kustomization.yaml");
+    let text = std::fs::read_to_string(&k).unwrap();
+    std::fs::write(&k, format!("{text}namespace: prod\n")).unwrap();
+    let up = load_path(&fixture(), &Default::default()).unwrap();
+    let rw = plan(
+        &mirrored(ZERO_DIGEST),
+        &Endpoint::parse(REGISTRY).unwrap(),
+        Some(NS),
+        false,
+    )
+    .unwrap();
+    write_app_dir(&dir, &up, &rw, &state(&up, &rw), &opts).unwrap();
+    for k in BOTH {
+        let docs = k.render(&dir.join("overlays/midstream"));
+        let secrets: Vec<&String> = docs.keys().filter(|id| id.starts_with("Secret/")).collect();
+        assert_eq!(secrets, ["Secret/regcred.prod"], "{k:?}");
+        assert_eq!(
+            secret_names(&docs["Prometheus/k8s.prod"]["spec"]),
+            ["site-wide", "regcred"]
+        );
+    }
 }
 
 // ---- end to end, with real registries ----

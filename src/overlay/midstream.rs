@@ -124,7 +124,7 @@ pub(crate) fn build(
     if let Some(s) = secret {
         files.push((
             PULL_SECRET_FILE.to_string(),
-            pull_secret_yaml(s, &secret_namespaces(base)).into_bytes(),
+            pull_secret_yaml(s, &secret_namespaces(base, existing)).into_bytes(),
             true,
         ));
         extra_resources.push(format!("{GENERATED_DIR}/{PULL_SECRET_FILE}"));
@@ -411,8 +411,16 @@ fn merge(
 
 /// The namespaces the written pull secret must exist in: that of every object with a
 /// place for `imagePullSecrets` (`None`, no namespace, for objects without one; also when
-/// nothing takes a secret, so the Secret is still written once).
-fn secret_namespaces(base: &[BaseFile]) -> Vec<Option<String>> {
+/// nothing takes a secret, so the Secret is still written once). When the operator's
+/// midstream sets `namespace:`, everything lands there: one Secret (several of the same
+/// name would collide in kustomize v5).
+fn secret_namespaces(base: &[BaseFile], existing: Option<&str>) -> Vec<Option<String>> {
+    let forced = existing
+        .and_then(|t| serde_yaml_ng::from_str::<Value>(t).ok())
+        .is_some_and(|k| k.get("namespace").and_then(Value::as_str).is_some());
+    if forced {
+        return vec![None];
+    }
     let set: BTreeSet<Option<String>> = base
         .iter()
         .flat_map(|f| &f.objects)
