@@ -590,7 +590,8 @@ spec:
             apiVersion: monitoring.coreos.com/v1\nkind: Prometheus\nmetadata: {name: p}\nspec: {image: 'x:1'}\n---\n\
             apiVersion: v1\nkind: Pod\nmetadata: {name: pod}\nspec: {containers: [{name: a, image: x}]}\n";
         let f = select_file("o.yaml", objects, &kinds).unwrap();
-        let got: Vec<(&str, Vec<&str>, Option<Vec<String>>)> = f
+        type Got<'a> = (&'a str, Vec<&'a str>, Option<Vec<String>>);
+        let got: Vec<Got> = f
             .objects
             .iter()
             .map(|o| {

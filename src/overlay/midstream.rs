@@ -160,6 +160,9 @@ fn fix_pull_secret_adds(mut ops: Vec<PatchOp>) -> Vec<PatchOp> {
     ops
 }
 
+/// `(start, end, target)`: `text[start..end]` becomes `target`.
+type Span = (usize, usize, String);
+
 /// The exact-path patches that make every image site of `obj` name its image in the
 /// private registry: whole strings, only the references inside an arg or env value
 /// (`--x-image=R/NS/b:1`; several in one string make one patch), an image map's name (and
@@ -167,8 +170,8 @@ fn fix_pull_secret_adds(mut ops: Vec<PatchOp>) -> Vec<PatchOp> {
 /// was not mirrored) is left alone, with a warning.
 fn image_ops(obj: &BaseObject, by_name: &HashMap<String, &ImageRewrite>) -> Vec<PatchOp> {
     let mut ops = Vec::new();
-    // Strings holding references among other text: pointer -> (text, [(start, end, target)]).
-    let mut parts: BTreeMap<&str, (&str, Vec<(usize, usize, String)>)> = BTreeMap::new();
+    // Strings holding references among other text, by pointer.
+    let mut parts: BTreeMap<&str, (&str, Vec<Span>)> = BTreeMap::new();
     for site in &obj.images {
         let Some(rewrite) = rewrite_for(&site.image, by_name) else {
             tracing::warn!(
