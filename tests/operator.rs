@@ -694,16 +694,25 @@ fn export_confirms_candidates_and_import_pushes_and_rewrites_them() {
 
     let dest = TestRegistry::start();
     let dir = work.path().join("app");
-    ok(
-        bin()
-            .arg("import")
-            .arg(&archive)
-            .args(["--registry-endpoint", &dest.addr, "--image-namespace", NS])
-            .arg("--dest")
-            .arg(&dir)
-            .output()
-            .unwrap(),
-        "import",
+    let out = bin()
+        .arg("import")
+        .arg(&archive)
+        .args(["--registry-endpoint", &dest.addr, "--image-namespace", NS])
+        .arg("--dest")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out, "import");
+    let unrewritten: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("no rewrite for this image"))
+        .collect();
+    assert_eq!(unrewritten.len(), 1, "{stderr}");
+    assert!(
+        unrewritten[0].contains("quay.io/org/missing:v1")
+            && unrewritten[0].contains("/spec/template/spec/containers/0/env/2/value"),
+        "{stderr}"
     );
     for name in pushed_names(&digest) {
         assert!(
