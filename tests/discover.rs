@@ -220,6 +220,9 @@ fn json_output_has_locations() {
     want.sort_by_key(|s| Reference::parse(s).unwrap());
     assert_eq!(refs, want);
     for e in list {
+        // Pod specs, KOTS, collectors and chart values: all required, none asked about.
+        assert_eq!(e["kind"], "required", "{e}");
+        assert!(e.get("confirmed").is_none(), "{e}");
         let locs = e["locations"].as_array().unwrap();
         assert!(!locs.is_empty(), "{e}");
         for l in locs {

@@ -1,5 +1,5 @@
 //! The manifest walker (image discovery) on arbitrary YAML/JSON: never panics, and every
-//! image it reports is a valid normalized reference.
+//! image it reports (candidates included) is a valid normalized reference.
 #![no_main]
 
 use kots_bundle::discover;
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         },
     ];
     let found = discover::discover(&files);
-    for r in found.references() {
+    for r in found.listed() {
         assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
     }
     for p in &found.problems {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::common::{runtime, RegistryArgs, SourceArgs};
-use super::selection::{report_problems, SelectionArgs};
+use super::selection::{confirm_candidates, report_problems, SelectionArgs};
 use crate::archive::{Compression, ZstdOptions};
 use crate::cli::exit;
 use crate::export::{export, ExportOptions};
@@ -41,7 +41,14 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
     let rt = runtime()?;
     let upstream = rt.block_on(args.upstream_args.load(&args.upstream))?;
     let name = upstream.require_name()?.to_string();
-    let found = args.selection.select(&upstream.files)?;
+    let mut found = args.selection.select(&upstream.files)?;
+    args.registry.refuse_destination_credentials()?;
+    let client = Client::new(args.registry.source_options(&args.source)?)?;
+    rt.block_on(confirm_candidates(
+        &mut found,
+        &client,
+        args.registry.concurrency as usize,
+    ));
     report_problems(&found);
     let images = found.references();
     if images.is_empty() {
@@ -52,14 +59,12 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
     if let Err(crate::rewrite::RewriteError::Collision { first, second, .. }) =
         crate::rewrite::plan(&images, &anywhere, None, false)
     {
-        eprintln!(
-            "warning: images {first} and {second} have the same last path component, so they \
-             would be pushed to the same name; import with --preserve-paths"
-        );
+        crate::warnings::warn(format_args!(
+            "images {first} and {second} have the same last path component, so they would be \
+             pushed to the same name; import with --preserve-paths"
+        ));
     }
     crate::warnings::check_strict(strict, "in the app's manifests; nothing was downloaded")?;
-    args.registry.refuse_destination_credentials()?;
-    let client = Client::new(args.registry.source_options(&args.source)?)?;
     let output = args
         .output
         .clone()

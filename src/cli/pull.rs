@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 
 use super::common::{runtime, RegistryArgs, SourceArgs};
 use super::import::DestinationArgs;
-use super::selection::{report_problems, SelectionArgs};
+use super::selection::{confirm_candidates, report_problems, SelectionArgs};
 use crate::cli::exit;
 use crate::overlay::WriteOptions;
 use crate::pull::{default_app_dir, pull, PullOptions};
@@ -52,13 +52,7 @@ pub struct PullArgs {
 pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
     let rt = runtime()?;
     let upstream = rt.block_on(args.upstream_args.load(&args.upstream))?;
-    let found = args.selection.select(&upstream.files)?;
-    report_problems(&found);
-    let images = found.references();
-    if images.is_empty() {
-        crate::warnings::warn(format_args!("no images found in {}", upstream.source));
-    }
-    crate::warnings::check_strict(strict, "in the app's manifests; nothing was downloaded")?;
+    let mut found = args.selection.select(&upstream.files)?;
 
     let cwd = std::env::current_dir().context("current directory")?;
     let app_dir = match &args.dest {
@@ -135,6 +129,17 @@ pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
         }
     };
     let source_client = Client::new(args.registry.source_options(&args.source)?)?;
+    rt.block_on(confirm_candidates(
+        &mut found,
+        &source_client,
+        args.registry.concurrency as usize,
+    ));
+    report_problems(&found);
+    let images = found.references();
+    if images.is_empty() {
+        crate::warnings::warn(format_args!("no images found in {}", upstream.source));
+    }
+    crate::warnings::check_strict(strict, "in the app's manifests; nothing was downloaded")?;
     let opts = PullOptions {
         app_dir: app_dir.clone(),
         destination,

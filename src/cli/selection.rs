@@ -1,12 +1,15 @@
 //! Which images an app needs: what discovery finds in its manifests, plus `--image` and
-//! `--images-file`, minus `--exclude-image`. Shared by `images`, `export` and `pull`.
+//! `--images-file`, minus `--exclude-image`, with the candidates found outside pod specs
+//! confirmed against their registries. Shared by `images`, `export` and `pull`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use futures_util::{stream, StreamExt};
 
-use crate::discover::{self, Discovery, Location};
+use crate::discover::{self, Confirmation, Discovery, Location};
 use crate::reference::Reference;
+use crate::registry::Client;
 use crate::upstream::ManifestFile;
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -58,9 +61,53 @@ impl SelectionArgs {
     }
 }
 
-/// Prints discovery problems as warnings on stderr.
+/// Checks every candidate not yet checked against its source registry: a HEAD of its
+/// manifest through `client` (so through mirrors, like every source read), `concurrency`
+/// at a time. A candidate that is not there, or whose registry cannot be asked, is marked
+/// unconfirmed (reported by [`report_problems`]), never an error: it may well not be an
+/// image at all.
+pub async fn confirm_candidates(found: &mut Discovery, client: &Client, concurrency: usize) {
+    let results: Vec<(Reference, Confirmation)> = stream::iter(found.unchecked())
+        .map(|r| async move {
+            let asked = client
+                .head_manifest(r.registry(), r.repository(), r.manifest_reference())
+                .await;
+            let c = match asked {
+                Ok(Some(_)) => Confirmation::Confirmed,
+                Ok(None) => Confirmation::Unconfirmed(format!(
+                    "{} has no manifest {}",
+                    r.name(),
+                    r.manifest_reference()
+                )),
+                Err(e) => Confirmation::Unconfirmed(format!("{e:#}")),
+            };
+            (r, c)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (r, c) in results {
+        tracing::debug!(image = %r, confirmation = ?c, "candidate checked");
+        found.confirm(&r, c);
+    }
+}
+
+/// Prints discovery problems, and every place of a candidate its registry did not
+/// confirm, as warnings on stderr.
 pub fn report_problems(found: &Discovery) {
     for p in &found.problems {
         crate::warnings::warn(p);
+    }
+    for (r, c) in &found.candidates {
+        let Confirmation::Unconfirmed(why) = &c.confirmation else {
+            continue;
+        };
+        for s in &c.sites {
+            eprintln!(
+                "warning: {}: {r} looks like an image but is not mirrored ({why}); if the \
+                 app needs it, add it with --image",
+                s.at
+            );
+        }
     }
 }

@@ -1,11 +1,13 @@
-//! Kubernetes objects: every `image` of a container list at any depth, KOTS `Application`
-//! additional and excluded images, troubleshoot collectors.
+//! Kubernetes objects: every image site ([`sites`]: container lists at any depth, and the
+//! candidates outside them), KOTS `Application` additional and excluded images,
+//! troubleshoot collectors.
 
 use serde_yaml_ng::Value;
 
+use super::sites::{self, SiteValue};
 use super::{
     is_templated, looks_like_manifest, object_identity, object_label, DocCtx, Location, Scanner,
-    COLLECTOR_LISTS, CONTAINER_LISTS,
+    SiteKind, COLLECTOR_LISTS,
 };
 use crate::reference::Reference;
 use crate::yaml;
@@ -68,11 +70,10 @@ impl Scanner {
             object: &object,
             in_template,
         };
-        let mut path = String::new();
-        self.walk_containers(&ctx, v, &mut path);
+        self.scan_sites(&ctx, v);
         self.kind_rules(&ctx, v, "");
         // `List` kinds: each item is an object of its own for the kind-specific rules
-        // (containers were found by the walk above, which covers items too).
+        // (image sites were found by the walk above, which covers items too).
         if kind == "List" || kind.ends_with("List") {
             if let Some(Value::Sequence(items)) = v.get("items") {
                 for (i, item) in items.iter().enumerate() {
@@ -85,41 +86,40 @@ impl Scanner {
         }
     }
 
-    /// Every `image` under a container list, at any depth.
-    fn walk_containers(&mut self, ctx: &DocCtx, v: &Value, path: &mut String) {
-        match v {
-            Value::Mapping(m) => {
-                for (k, child) in m {
-                    let Some(k) = k.as_str() else { continue };
-                    let len = path.len();
-                    if !path.is_empty() {
-                        path.push('.');
+    /// Every image site of the object (see [`sites`]): container images are required,
+    /// the others are candidates.
+    fn scan_sites(&mut self, ctx: &DocCtx, v: &Value) {
+        for site in sites::sites(v) {
+            let at = ctx.at(&site.display_path());
+            match (&site.value, site.kind) {
+                (SiteValue::NotString(v), _) => {
+                    self.found.problem(
+                        at,
+                        if v.is_null() {
+                            "image is empty"
+                        } else {
+                            "image is not a string"
+                        },
+                    );
+                }
+                (SiteValue::Str { .. }, SiteKind::Container) => {
+                    let text = site.reference_text().unwrap_or_default();
+                    if let Some(r) = self.check_str(ctx.in_template, &at, text) {
+                        self.found.add(r, at);
                     }
-                    path.push_str(k);
-                    if CONTAINER_LISTS.contains(&k) {
-                        if let Value::Sequence(items) = child {
-                            for (i, c) in items.iter().enumerate() {
-                                if let Some(img) = c.get("image") {
-                                    let at = ctx.at(&format!("{path}[{i}].image"));
-                                    self.candidate(ctx.in_template, at, img);
-                                }
-                            }
-                        }
+                }
+                (SiteValue::Incomplete(why), _) => self.found.problem(at, why.clone()),
+                (SiteValue::Str { .. } | SiteValue::Map(_), kind) => {
+                    let text = site.reference_text().unwrap_or_default();
+                    // An operator's `image: ""` means "your default": nothing to report.
+                    if text.is_empty() {
+                        continue;
                     }
-                    self.walk_containers(ctx, child, path);
-                    path.truncate(len);
+                    if let Some(r) = self.check_str(ctx.in_template, &at, text) {
+                        self.found.add_candidate(r, at, kind);
+                    }
                 }
             }
-            Value::Sequence(items) => {
-                for (i, c) in items.iter().enumerate() {
-                    let len = path.len();
-                    path.push_str(&format!("[{i}]"));
-                    self.walk_containers(ctx, c, path);
-                    path.truncate(len);
-                }
-            }
-            Value::Tagged(t) => self.walk_containers(ctx, &t.value, path),
-            _ => {}
         }
     }
 

@@ -7,6 +7,11 @@
 //! - in any Kubernetes object (a mapping with `apiVersion` and `kind`), every `image` of
 //!   every `containers`/`initContainers`/`ephemeralContainers` list at any depth: pods,
 //!   workloads, CronJobs, `List` items and custom resources embedding pod templates;
+//! - outside those lists, what operators pull ([`sites`]): a string or an `image:` map
+//!   (`{registry?, repository|image, tag?, digest?}`) under any key named `image`,
+//!   container args (`--flag=REF`, or a word that is a full reference) and env values
+//!   (`RELATED_IMAGE_*`, or a full reference). These are *candidates*: kept apart in
+//!   [`Discovery::candidates`] and mirrored only once their registry confirms them;
 //! - KOTS `kots.io/*` `Application`: `spec.additionalImages` are added and
 //!   `spec.excludedImages` removed once everything else is found;
 //! - troubleshoot (`troubleshoot.sh/*`, `troubleshoot.replicated.com/*`) kinds: the `image`
@@ -18,10 +23,11 @@
 //!
 //! What is NOT covered, by design: Helm templates are not rendered, so an image that only
 //! a template computes (or that values select with conditions, `global.imageRegistry`
-//! overrides, or non-`image` keys) is not found; images written inside strings
-//! (embedded YAML, container args) or in custom-resource fields other than pod specs are
-//! not found; troubleshoot specs stored inside Secrets/ConfigMaps are not read. Such
-//! images are added with `--image`/`--images-file`.
+//! overrides, or non-`image` keys) is not found; images inside longer strings (embedded
+//! YAML, shell scripts, `--flag=a,REF`), in args or env that are not full references
+//! (`--image=nginx:1`), or in custom-resource fields not named `image` are not found;
+//! troubleshoot specs stored inside Secrets/ConfigMaps are not read. Such images are added
+//! with `--image`/`--images-file`.
 //!
 //! Templated (`{{ ... }}`, `repl{{ ... }}`) and invalid references are never added: each
 //! becomes a [`Problem`] naming the file, the place in the document and why, and the rest
@@ -36,6 +42,9 @@ use serde_yaml_ng::Value;
 
 mod chart_values;
 mod manifests;
+pub(crate) mod sites;
+
+pub use sites::SiteKind;
 
 use crate::archive::{ArchiveError, ArchiveReader};
 use crate::reference::Reference;
@@ -88,15 +97,70 @@ impl fmt::Display for Problem {
 /// The images found, each with every place it was found, and the problems met.
 #[derive(Debug, Default, Clone)]
 pub struct Discovery {
+    /// Images that are always mirrored: pod specs, KOTS `additionalImages`, troubleshoot
+    /// collectors, chart values, `--image`.
     pub images: BTreeMap<Reference, Vec<Location>>,
+    /// References found only outside pod specs (operator fields, args, env): mirrored once
+    /// their registry confirms them ([`Discovery::confirm`]). Never also in `images`.
+    pub candidates: BTreeMap<Reference, Candidate>,
     pub problems: Vec<Problem>,
 }
 
+/// A reference found outside pod specs, where it may or may not be an image.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub sites: Vec<CandidateSite>,
+    pub confirmation: Confirmation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CandidateSite {
+    #[serde(flatten)]
+    pub at: Location,
+    pub site: SiteKind,
+}
+
+/// What the source registry said about a candidate.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Not asked (yet).
+    #[default]
+    Unchecked,
+    /// Its manifest exists: it is an image and is mirrored.
+    Confirmed,
+    /// Not found, or the registry could not be asked; why. Not mirrored.
+    Unconfirmed(String),
+}
+
 impl Discovery {
+    /// Adds a required image; a candidate of the same reference becomes required.
     pub fn add(&mut self, r: Reference, at: Location) {
+        let promoted = self.candidates.remove(&r);
         let sites = self.images.entry(r).or_default();
-        if !sites.contains(&at) {
-            sites.push(at);
+        for at in promoted
+            .into_iter()
+            .flat_map(|c| c.sites)
+            .map(|s| s.at)
+            .chain([at])
+        {
+            if !sites.contains(&at) {
+                sites.push(at);
+            }
+        }
+    }
+
+    /// Adds a candidate found at `at`; one already required just gains the location.
+    pub fn add_candidate(&mut self, r: Reference, at: Location, site: SiteKind) {
+        if let Some(sites) = self.images.get_mut(&r) {
+            if !sites.contains(&at) {
+                sites.push(at);
+            }
+            return;
+        }
+        let c = self.candidates.entry(r).or_default();
+        let s = CandidateSite { at, site };
+        if !c.sites.contains(&s) {
+            c.sites.push(s);
         }
     }
 
@@ -105,14 +169,51 @@ impl Discovery {
     /// tag pinned by digest (`x:1` removes `x:1@sha256:..`), and one with a digest but no
     /// tag removes that digest under any tag.
     pub fn exclude(&mut self, r: &Reference) -> bool {
-        let before = self.images.len();
+        let before = self.images.len() + self.candidates.len();
         self.images.retain(|found, _| !excludes(r, found));
-        self.images.len() != before
+        self.candidates.retain(|found, _| !excludes(r, found));
+        self.images.len() + self.candidates.len() != before
     }
 
-    /// Every image, sorted and unique.
+    /// The images to mirror, sorted and unique: the required ones and the confirmed
+    /// candidates.
     pub fn references(&self) -> Vec<Reference> {
-        self.images.keys().cloned().collect()
+        let confirmed = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| c.confirmation == Confirmation::Confirmed)
+            .map(|(r, _)| r);
+        let all: std::collections::BTreeSet<&Reference> =
+            self.images.keys().chain(confirmed).collect();
+        all.into_iter().cloned().collect()
+    }
+
+    /// Every image found, sorted and unique: the required ones and every candidate not
+    /// refuted by its registry (what `images` lists).
+    pub fn listed(&self) -> Vec<Reference> {
+        let open = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| !matches!(c.confirmation, Confirmation::Unconfirmed(_)))
+            .map(|(r, _)| r);
+        let all: std::collections::BTreeSet<&Reference> = self.images.keys().chain(open).collect();
+        all.into_iter().cloned().collect()
+    }
+
+    /// Candidates not yet checked against their registry.
+    pub fn unchecked(&self) -> Vec<Reference> {
+        self.candidates
+            .iter()
+            .filter(|(_, c)| c.confirmation == Confirmation::Unchecked)
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// Records what the registry said about candidate `r`.
+    pub fn confirm(&mut self, r: &Reference, confirmation: Confirmation) {
+        if let Some(c) = self.candidates.get_mut(r) {
+            c.confirmation = confirmation;
+        }
     }
 
     fn problem(&mut self, at: Location, why: impl Into<String>) {
@@ -442,6 +543,52 @@ mod tests {
         assert!(!d.exclude(&Reference::parse("x:3").unwrap()));
         assert!(d.exclude(&Reference::parse("docker.io/library/x:1").unwrap()));
         assert_eq!(refs(&d), ["docker.io/library/x:2"]);
+    }
+
+    #[test]
+    fn candidates_outside_pod_specs_are_kept_apart_until_confirmed() {
+        let d = discover(&[file(
+            "op.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: op}\nspec:\n  template:\n    spec:\n      containers:\n      - name: op\n        image: quay.io/org/op:1\n        args: ['--x-image=quay.io/org/x:1', '--self=quay.io/org/op:1']\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec:\n  image: {repository: quay.io/org/partial}\n  other: {image: 'Bad Ref'}\n",
+        )]);
+        assert_eq!(refs(&d), ["quay.io/org/op:1"]);
+        let x = Reference::parse("quay.io/org/x:1").unwrap();
+        let c = &d.candidates[&x];
+        assert_eq!(c.confirmation, Confirmation::Unchecked);
+        assert_eq!(c.sites[0].site, SiteKind::Arg);
+        assert_eq!(
+            c.sites[0].at.to_string(),
+            "op.yaml: Deployment/op (document 1): spec.template.spec.containers[0].args[0]"
+        );
+        // Also found as an arg, the operator's own image stays required, with both places.
+        let op = Reference::parse("quay.io/org/op:1").unwrap();
+        assert_eq!(d.images[&op].len(), 2);
+        assert!(!d.candidates.contains_key(&op));
+        let listed: Vec<String> = d.listed().iter().map(|r| r.to_string()).collect();
+        assert_eq!(listed, ["quay.io/org/op:1", "quay.io/org/x:1"]);
+        let msgs: Vec<String> = d.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs[0].contains("spec.image: image map names \"quay.io/org/partial\" without a tag")
+        );
+        assert!(msgs[1].contains("spec.other.image: invalid image reference"));
+
+        let mut d = d;
+        d.confirm(&x, Confirmation::Confirmed);
+        assert_eq!(refs(&d), ["quay.io/org/op:1", "quay.io/org/x:1"]);
+        d.confirm(&x, Confirmation::Unconfirmed("no".into()));
+        assert_eq!(refs(&d), ["quay.io/org/op:1"]);
+        assert_eq!(d.listed().len(), 1);
+        // A required image added later (`--image`) takes the candidate over.
+        d.add(
+            x.clone(),
+            Location {
+                file: "--image".into(),
+                path: String::new(),
+            },
+        );
+        assert!(d.candidates.is_empty());
+        assert_eq!(d.images[&x].len(), 2);
     }
 
     #[test]

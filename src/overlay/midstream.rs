@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::base::{BaseFile, BaseObject};
+use super::base::{self, BaseFile, BaseObject, SiteForm};
 use super::kustomization::{self, API_VERSION};
 use super::PullSecret;
 use crate::reference::Reference;
@@ -40,13 +40,15 @@ fn op(op: &'static str, path: String, value: Value) -> PatchOp {
 }
 
 /// Builds the generated layer of the midstream from base. `base_ref` is where base is,
-/// relative to the layer.
+/// relative to the layer; `operator_midstream` is the operator's midstream kustomization
+/// (which sits on top of the layer), when there is one.
 pub(crate) fn build(
     base: &[BaseFile],
     base_ref: &str,
     rewrites: &[ImageRewrite],
     pull_secret_names: &[String],
     secret: Option<&PullSecret>,
+    operator_midstream: Option<&str>,
 ) -> Result<Midstream, String> {
     let by_name: HashMap<String, &ImageRewrite> =
         rewrites.iter().map(|r| (r.source.name(), r)).collect();
@@ -64,20 +66,8 @@ pub(crate) fn build(
         .map(str::to_string)
         .collect();
     for obj in base.iter().flat_map(|f| &f.objects) {
-        let mut ops = Vec::new();
-        for site in &obj.images {
-            match target_for(&site.image, &by_name) {
-                Some(t) if t != site.image => {
-                    ops.push(op("replace", site.pointer.clone(), t.into()))
-                }
-                Some(_) => {}
-                None => tracing::warn!(
-                    image = %site.image, kind = %obj.kind, name = %obj.name,
-                    "no rewrite for this image; it will be pulled from where the manifest says"
-                ),
-            }
-        }
-        for spec in &obj.pod_specs {
+        let mut ops = image_ops(obj, &by_name);
+        for spec in &obj.pull_secret_sites {
             for name in pull_secret_names {
                 let entry =
                     Value::Mapping(Mapping::from_iter([("name".into(), name.as_str().into())]));
@@ -114,7 +104,7 @@ pub(crate) fn build(
     if let Some(s) = secret {
         files.push((
             PULL_SECRET_FILE.to_string(),
-            pull_secret_yaml(s).into_bytes(),
+            pull_secret_yaml(s, &secret_namespaces(base, operator_midstream)).into_bytes(),
             true,
         ));
         resources.push(Value::from(PULL_SECRET_FILE));
@@ -127,9 +117,13 @@ pub(crate) fn build(
     if !resources.is_empty() {
         m.insert("resources".into(), Value::Sequence(resources));
     }
-    let images = images_entries(rewrites);
-    if !images.is_empty() {
-        m.insert("images".into(), Value::Sequence(images));
+    // kustomize 2.0.3's `images:` stops on CRDs with pod templates in their schema; base is
+    // fully patched at exact paths anyway.
+    if !base::breaks_kustomize_2_images(base) {
+        let images = images_entries(rewrites);
+        if !images.is_empty() {
+            m.insert("images".into(), Value::Sequence(images));
+        }
     }
     if !patch_entries.is_empty() {
         m.insert("patchesJson6902".into(), Value::Sequence(patch_entries));
@@ -157,16 +151,90 @@ fn fix_pull_secret_adds(mut ops: Vec<PatchOp>) -> Vec<PatchOp> {
     ops
 }
 
+/// `(start, end, target)`: `text[start..end]` becomes `target`.
+type Span = (usize, usize, String);
+
+/// The exact-path patches that make every image site of `obj` name its image in the
+/// private registry: whole strings, only the references inside an arg or env value
+/// (`--x-image=R/NS/b:1`; several in one string make one patch), an image map's name (and
+/// registry) fields; tags and digests as written. A site whose image has no rewrite (it
+/// was not mirrored) is left alone, with a warning.
+fn image_ops(obj: &BaseObject, by_name: &HashMap<String, &ImageRewrite>) -> Vec<PatchOp> {
+    let mut ops = Vec::new();
+    // Strings holding references among other text, by pointer.
+    let mut parts: BTreeMap<&str, (&str, Vec<Span>)> = BTreeMap::new();
+    for site in &obj.images {
+        let Some(rewrite) = rewrite_for(&site.image, by_name) else {
+            tracing::warn!(
+                image = %site.image, kind = %obj.kind, name = %obj.name, at = %site.pointer,
+                site = ?site.kind,
+                "no rewrite for this image; it will be pulled from where the manifest says"
+            );
+            continue;
+        };
+        let target = deployed_name(&site.image, rewrite);
+        match &site.form {
+            SiteForm::Whole if target != site.image => {
+                ops.push(op("replace", site.pointer.clone(), target.into()))
+            }
+            SiteForm::Whole => {}
+            SiteForm::Part { text, start, end } => parts
+                .entry(&site.pointer)
+                .or_insert((text, Vec::new()))
+                .1
+                .push((*start, *end, target)),
+            SiteForm::Map {
+                has_registry,
+                name_key,
+                name,
+            } => {
+                let t = &rewrite.target;
+                let suffix = &name[name_end(name)..];
+                let name_path = format!("{}/{name_key}", site.pointer);
+                if *has_registry {
+                    let registry = format!("{}/registry", site.pointer);
+                    ops.push(op("replace", registry, t.registry().into()));
+                    let value = format!("{}{suffix}", t.repository());
+                    ops.push(op("replace", name_path, value.into()));
+                } else {
+                    let value = format!("{}{suffix}", t.name());
+                    ops.push(op("replace", name_path, value.into()));
+                }
+            }
+        }
+    }
+    for (pointer, (text, mut spans)) in parts {
+        spans.sort();
+        let mut value = String::new();
+        let mut at = 0;
+        for (start, end, target) in spans {
+            if start < at {
+                continue; // overlapping spans cannot come from one walk; keep the first
+            }
+            value.push_str(&text[at..start]);
+            value.push_str(&target);
+            at = end;
+        }
+        value.push_str(&text[at..]);
+        if value != text {
+            ops.push(op("replace", pointer.to_string(), value.into()));
+        }
+    }
+    ops
+}
+
+fn rewrite_for<'a>(
+    image: &str,
+    by_name: &HashMap<String, &'a ImageRewrite>,
+) -> Option<&'a ImageRewrite> {
+    let parsed = Reference::parse(image).ok()?;
+    by_name.get(&parsed.name()).copied()
+}
+
 /// The image as it must be deployed: the target name with the tag/digest exactly as the
 /// manifest wrote them (a bare `nginx` stays without `:latest`).
-fn target_for(image: &str, by_name: &HashMap<String, &ImageRewrite>) -> Option<String> {
-    let parsed = Reference::parse(image).ok()?;
-    let rewrite = by_name.get(&parsed.name())?;
-    Some(format!(
-        "{}{}",
-        rewrite.target.name(),
-        &image[name_end(image)..]
-    ))
+fn deployed_name(image: &str, rewrite: &ImageRewrite) -> String {
+    format!("{}{}", rewrite.target.name(), &image[name_end(image)..])
 }
 
 /// Where the name part of an image string ends (at its `:tag` or `@digest`).
@@ -247,7 +315,33 @@ fn images_entries(rewrites: &[ImageRewrite]) -> Vec<Value> {
         .collect()
 }
 
-fn pull_secret_yaml(s: &PullSecret) -> String {
+/// The namespaces the written pull secret must exist in: that of every object with a
+/// place for `imagePullSecrets` (`None`, no namespace, for objects without one; also when
+/// nothing takes a secret, so the Secret is still written once). When the operator's
+/// midstream sets `namespace:`, everything lands there: one Secret (several of the same
+/// name would collide in kustomize v5).
+fn secret_namespaces(base: &[BaseFile], operator_midstream: Option<&str>) -> Vec<Option<String>> {
+    let forced = operator_midstream
+        .and_then(|t| serde_yaml_ng::from_str::<Value>(t).ok())
+        .is_some_and(|k| k.get("namespace").and_then(Value::as_str).is_some());
+    if forced {
+        return vec![None];
+    }
+    let set: BTreeSet<Option<String>> = base
+        .iter()
+        .flat_map(|f| &f.objects)
+        .filter(|o| !o.pull_secret_sites.is_empty())
+        .map(|o| o.namespace.clone())
+        .collect();
+    if set.is_empty() {
+        vec![None]
+    } else {
+        set.into_iter().collect()
+    }
+}
+
+/// The Secret, once per namespace in `namespaces`, as one multi-document file.
+fn pull_secret_yaml(s: &PullSecret, namespaces: &[Option<String>]) -> String {
     use base64::Engine as _;
     let b64 = |x: &[u8]| base64::engine::general_purpose::STANDARD.encode(x);
     let config = serde_json::json!({
@@ -264,15 +358,24 @@ fn pull_secret_yaml(s: &PullSecret) -> String {
         ".dockerconfigjson".into(),
         b64(config.to_string().as_bytes()).into(),
     );
-    let mut meta = Mapping::new();
-    meta.insert("name".into(), s.name.as_str().into());
-    let mut m = Mapping::new();
-    m.insert("apiVersion".into(), "v1".into());
-    m.insert("kind".into(), "Secret".into());
-    m.insert("metadata".into(), Value::Mapping(meta));
-    m.insert("type".into(), "kubernetes.io/dockerconfigjson".into());
-    m.insert("data".into(), Value::Mapping(data));
-    serde_yaml_ng::to_string(&m).expect("a mapping of strings serializes")
+    let docs: Vec<String> = namespaces
+        .iter()
+        .map(|ns| {
+            let mut meta = Mapping::new();
+            meta.insert("name".into(), s.name.as_str().into());
+            if let Some(ns) = ns {
+                meta.insert("namespace".into(), ns.as_str().into());
+            }
+            let mut m = Mapping::new();
+            m.insert("apiVersion".into(), "v1".into());
+            m.insert("kind".into(), "Secret".into());
+            m.insert("metadata".into(), Value::Mapping(meta));
+            m.insert("type".into(), "kubernetes.io/dockerconfigjson".into());
+            m.insert("data".into(), Value::Mapping(data.clone()));
+            serde_yaml_ng::to_string(&m).expect("a mapping of strings serializes")
+        })
+        .collect();
+    docs.join("---\n")
 }
 
 #[cfg(test)]
@@ -288,5 +391,98 @@ mod tests {
         assert_eq!(name_end("localhost:5000/a/b:1"), 18);
         assert_eq!(name_end(&format!("a/b@{d}")), 3);
         assert_eq!(name_end(&format!("a/b:1@{d}")), 3);
+    }
+
+    #[test]
+    fn image_ops_change_exactly_the_references() {
+        use super::super::base::ImageSite;
+        use crate::discover::SiteKind;
+        use crate::rewrite::{plan, Endpoint};
+        let sources: Vec<Reference> = ["quay.io/org/x:1", "quay.io/org/w:2", "nginx"]
+            .iter()
+            .map(|s| Reference::parse(s).unwrap())
+            .collect();
+        let rw = plan(
+            &sources,
+            &Endpoint::parse("r.local:5000").unwrap(),
+            Some("ns"),
+            false,
+        )
+        .unwrap();
+        let by_name: HashMap<String, &ImageRewrite> =
+            rw.iter().map(|r| (r.source.name(), r)).collect();
+        let site = |pointer: &str, image: &str, form| ImageSite {
+            pointer: pointer.into(),
+            image: image.into(),
+            kind: SiteKind::Arg,
+            form,
+        };
+        let list = "1=quay.io/org/x:1\n2=quay.io/org/gone:3\n3=quay.io/org/w:2\n";
+        let part = |start, end| SiteForm::Part {
+            text: list.into(),
+            start,
+            end,
+        };
+        let obj = BaseObject {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: "p".into(),
+            namespace: None,
+            images: vec![
+                site(
+                    "/a",
+                    "quay.io/org/x:1",
+                    SiteForm::Part {
+                        text: "--x-image=quay.io/org/x:1".into(),
+                        start: 10,
+                        end: 25,
+                    },
+                ),
+                site("/b", "nginx", SiteForm::Whole),
+                site(
+                    "/c",
+                    "quay.io/org/w:2",
+                    SiteForm::Map {
+                        has_registry: true,
+                        name_key: "repository",
+                        name: "org/w".into(),
+                    },
+                ),
+                site(
+                    "/d",
+                    "quay.io/org/w:2",
+                    SiteForm::Map {
+                        has_registry: false,
+                        name_key: "image",
+                        name: "quay.io/org/w".into(),
+                    },
+                ),
+                site("/e", "quay.io/org/x:1", part(2, 17)),
+                site("/e", "quay.io/org/gone:3", part(20, 38)),
+                site("/e", "quay.io/org/w:2", part(41, 56)),
+                site("/f", "quay.io/other/y:1", SiteForm::Whole),
+            ],
+            pull_secret_sites: vec![],
+            non_list_containers: false,
+        };
+        let got: Vec<(String, String)> = image_ops(&obj, &by_name)
+            .into_iter()
+            .map(|o| (o.path, o.value.as_str().unwrap().to_string()))
+            .collect();
+        let p = |path: &str, v: &str| (path.to_string(), v.to_string());
+        assert_eq!(
+            got,
+            [
+                p("/b", "r.local:5000/ns/nginx"),
+                p("/c/registry", "r.local:5000"),
+                p("/c/repository", "ns/w"),
+                p("/d/image", "r.local:5000/ns/w"),
+                p("/a", "--x-image=r.local:5000/ns/x:1"),
+                p(
+                    "/e",
+                    "1=r.local:5000/ns/x:1\n2=quay.io/org/gone:3\n3=r.local:5000/ns/w:2\n"
+                ),
+            ]
+        );
     }
 }

@@ -305,15 +305,19 @@ impl AppDir {
             .join("midstream")
             .join(kustomization::FILE_NAME);
         // Read first: a kustomization we cannot read stops the update with nothing changed.
-        let operator_midstream = match std::fs::read_to_string(&mid_k) {
-            Ok(text) => Some(kustomization::check_midstream(&text).map_err(|why| {
+        let operator_text = match std::fs::read_to_string(&mid_k) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("reading", &mid_k)(e)),
+        };
+        let operator_midstream = match &operator_text {
+            Some(text) => Some(kustomization::check_midstream(text).map_err(|why| {
                 OverlayError::Midstream {
                     path: mid_k.clone(),
                     why,
                 }
             })?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io("reading", &mid_k)(e)),
+            None => None,
         };
 
         let base_files = base::select(upstream);
@@ -335,6 +339,7 @@ impl AppDir {
             rewrites,
             &secret_names,
             opts.write_pull_secret.as_ref(),
+            operator_text.as_deref(),
         )
         .map_err(|why| OverlayError::Midstream {
             path: mid_k.clone(),
