@@ -21,6 +21,7 @@ pub mod progress;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod render;
 pub mod rewrite;
 pub mod upstream;
 pub mod yaml;
