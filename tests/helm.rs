@@ -241,7 +241,7 @@ fn install_mode_applies_optional_values_whose_when_is_true_and_the_namespace() {
     let cm: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&out[0].data).unwrap();
     assert_eq!(cm["metadata"]["namespace"], "team");
     assert_eq!(cm["data"]["namespace"], "team");
-    assert!(deployment.contains("namespace: team\n"), "{deployment}");
+    assert!(deployment.contains("namespace: \"team\"\n"), "{deployment}");
 
     // Without recursiveMerge, `main` replaces the whole key: replicas falls back to the
     // chart's default.

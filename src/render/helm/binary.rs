@@ -73,7 +73,8 @@ impl Helm {
         })
     }
 
-    /// The helm an app with `charts` needs: `None` when it has none; when no helm is found,
+    /// The helm an app with `charts` needs: `None` when it has none (an `explicit` one is
+    /// still checked, so a wrong `--helm` is never silently ignored); when no helm is found,
     /// an error naming the charts and saying how to get one (or to pass `--no-helm`).
     pub fn for_charts(
         explicit: Option<&Path>,
@@ -89,7 +90,10 @@ impl Helm {
         charts: &[Chart],
     ) -> Result<Option<Helm>, HelmError> {
         if charts.is_empty() {
-            return Ok(None);
+            return match explicit {
+                Some(_) => Helm::locate_in(explicit, search_path).map(|_| None),
+                None => Ok(None),
+            };
         }
         match Helm::locate_in(explicit, search_path) {
             Ok(h) => Ok(Some(h)),
@@ -341,6 +345,11 @@ mod tests {
         }];
         let none = Helm::for_charts_in(None, Some(empty.path().as_os_str()), &[]).unwrap();
         assert!(none.is_none(), "no charts, no helm needed");
+        let e = Helm::for_charts_in(Some(&empty.path().join("nope")), None, &[]).unwrap_err();
+        assert!(
+            matches!(e, HelmError::Explicit { .. }),
+            "a wrong --helm is said: {e}"
+        );
         let e = Helm::for_charts_in(None, Some(empty.path().as_os_str()), &charts).unwrap_err();
         let msg = e.to_string();
         assert!(

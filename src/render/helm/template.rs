@@ -264,7 +264,7 @@ const CLUSTER_SCOPED: &[&str] = &[
 ];
 
 /// The document with `metadata.namespace: ns` when it is a namespaced object without one;
-/// `None` when it is left as helm wrote it. Its leading comments (`# Source:`) are kept.
+/// `None` when it is left as helm wrote it.
 fn with_namespace(raw: &str, v: &Value, ns: &str) -> Option<String> {
     let kind = v.get("kind")?.as_str()?;
     v.get("apiVersion")?.as_str()?;
@@ -280,16 +280,72 @@ fn with_namespace(raw: &str, v: &Value, ns: &str) -> Option<String> {
     {
         return None;
     }
-    let mut v = v.clone();
-    v.get_mut("metadata")?
+    let mut want = v.clone();
+    want.get_mut("metadata")?
         .as_mapping_mut()?
         .insert("namespace".into(), ns.into());
+    // As helm wrote it plus one line, when that reads back as intended: a YAML writer would
+    // drop quotes that kubectl's YAML 1.1 needs (`"on"`, `"yes"` are strings only quoted).
+    if let Some(text) = insert_namespace_line(raw, ns) {
+        if yaml::parse_yaml(&text, 1).is_ok_and(|got| got == want) {
+            return Some(text);
+        }
+    }
+    // Anything else (flow-style metadata, a JSON document): the document as JSON, which
+    // quotes every string; its leading comments (`# Source:`) kept.
     let comments: String = raw
         .lines()
         .take_while(|l| l.starts_with('#') || l.trim().is_empty())
         .map(|l| format!("{l}\n"))
         .collect();
-    Some(format!("{comments}{}", serde_yaml_ng::to_string(&v).ok()?))
+    Some(format!(
+        "{comments}{}\n",
+        serde_json::to_string(&want).ok()?
+    ))
+}
+
+/// `raw` with `namespace: "ns"` as the first key of its block-style top-level `metadata:`
+/// (replacing an empty `namespace:` there), indented like the keys beside it.
+fn insert_namespace_line(raw: &str, ns: &str) -> Option<String> {
+    let lines: Vec<&str> = raw.split_inclusive('\n').collect();
+    let content = |l: &str| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let start = lines.iter().position(|l| {
+        l.trim_end()
+            .strip_prefix("metadata:")
+            .is_some_and(|rest| rest.trim().is_empty() || rest.trim_start().starts_with('#'))
+    })?;
+    let end = (start + 1..lines.len())
+        .find(|&i| content(lines[i]) && !lines[i].starts_with([' ', '\t']))
+        .unwrap_or(lines.len());
+    let first = lines[start + 1..end].iter().find(|l| content(l))?;
+    let indent = &first[..first.len() - first.trim_start().len()];
+    if indent.is_empty() || indent.contains('\t') {
+        return None;
+    }
+    let line = format!("{indent}namespace: \"{ns}\"\n");
+    let existing = (start + 1..end).find(|&i| {
+        lines[i]
+            .strip_prefix(indent)
+            .is_some_and(|rest| rest.starts_with("namespace:"))
+    });
+    let mut out = String::with_capacity(raw.len() + line.len());
+    for (i, l) in lines.iter().enumerate() {
+        if Some(i) == existing {
+            out.push_str(&line);
+            continue;
+        }
+        out.push_str(l);
+        if i == start && existing.is_none() {
+            if !l.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&line);
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -333,7 +389,11 @@ mod tests {
             "{}",
             text(2)
         );
-        assert!(text(2).contains("namespace: team"), "{}", text(2));
+        assert!(
+            text(2).contains("  namespace: \"team\"\n  name: web"),
+            "{}",
+            text(2)
+        );
         // Cluster-scoped objects and objects with a namespace are left as helm wrote them.
         assert_eq!(
             text(1),
@@ -341,6 +401,38 @@ mod tests {
         );
         let plain = split_output(OUTPUT, &release(None)).unwrap();
         assert!(!String::from_utf8_lossy(&plain[2].data).contains("namespace"));
+    }
+
+    #[test]
+    fn the_namespace_is_added_without_rewriting_helms_yaml() {
+        let add = |raw: &str| {
+            let v = yaml::parse_yaml(raw, 1).unwrap();
+            with_namespace(raw, &v, "123").map(|t| (t.clone(), yaml::parse_yaml(&t, 1).unwrap()))
+        };
+        // Block style: one line added, everything else byte for byte (`on` stays as written).
+        let raw = "# Source: web/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n    name: web\n    labels: {a: b}\ndata:\n  flag: on\n  quoted: \"yes\"\n";
+        let (text, v) = add(raw).unwrap();
+        assert_eq!(
+            text,
+            "# Source: web/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n    namespace: \"123\"\n    name: web\n    labels: {a: b}\ndata:\n  flag: on\n  quoted: \"yes\"\n"
+        );
+        assert_eq!(v["metadata"]["namespace"], "123");
+        // An empty namespace is replaced, not doubled.
+        let (text, _) = add("kind: Service\napiVersion: v1\nmetadata:\n  name: s\n  namespace:\n  labels:\n    x: y\n").unwrap();
+        assert_eq!(text.matches("namespace").count(), 1, "{text}");
+        // Flow style: JSON, which quotes every string.
+        let (text, v) = add("# Source: a.yaml\n{\"apiVersion\": \"v1\", \"kind\": \"Secret\", \"metadata\": {\"name\": \"s\"}, \"stringData\": {\"k\": \"on\"}}\n").unwrap();
+        assert!(text.starts_with("# Source: a.yaml\n{"), "{text}");
+        assert_eq!(
+            (
+                v["metadata"]["namespace"].as_str(),
+                v["stringData"]["k"].as_str()
+            ),
+            (Some("123"), Some("on"))
+        );
+        // Cluster-scoped kinds and objects with a namespace: untouched.
+        assert!(add("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n").is_none());
+        assert!(add("apiVersion: v1\nkind: Pod\nmetadata:\n  name: n\n  namespace: x\n").is_none());
     }
 
     #[test]
