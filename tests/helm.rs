@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use kots_bundle::discover::discover;
@@ -72,6 +73,66 @@ fn render_all(helm: &Helm, files: &[ManifestFile], rels: &[Release]) -> Vec<Mani
         .collect()
 }
 
+/// The installed kubectl (kustomize v5) and kubectl 1.20 (kustomize 2.0.3), as the app
+/// directory must render with both; `None` when kubectl is absent (said, not failed).
+fn kubectls() -> Option<Vec<PathBuf>> {
+    let old = std::env::var_os("KUBECTL_1_20")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/kubectl-1.20/usr/bin/kubectl"));
+    let have = |k: &Path| {
+        Command::new(k)
+            .args(["version", "--client"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have(Path::new("kubectl")) || !have(&old) {
+        eprintln!("skipped the kustomize check: kubectl or kubectl 1.20 ({}) missing; run scripts/install-deps", old.display());
+        return None;
+    }
+    Some(vec![PathBuf::from("kubectl"), old])
+}
+
+/// `kubectl kustomize` of `files` listed as the resources of one kustomization, with each
+/// kubectl; the documents it prints.
+fn kustomize_each(files: &[ManifestFile]) -> Vec<(PathBuf, Vec<serde_yaml_ng::Value>)> {
+    let Some(kubectls) = kubectls() else {
+        return Vec::new();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut k = String::from(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+    );
+    for f in files {
+        let to = dir.path().join(&f.path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(&to, &f.data).unwrap();
+        k.push_str(&format!("- {}\n", f.path));
+    }
+    std::fs::write(dir.path().join("kustomization.yaml"), k).unwrap();
+    kubectls
+        .into_iter()
+        .map(|kubectl| {
+            let out = Command::new(&kubectl)
+                .arg("kustomize")
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} kustomize: {}",
+                kubectl.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            let docs = text
+                .split("\n---\n")
+                .map(|d| serde_yaml_ng::from_str(d).unwrap())
+                .collect();
+            (kubectl, docs)
+        })
+        .collect()
+}
+
 /// EXPECTED.txt: the lines before `# non-podspec` are required, those after optional.
 fn expected(path: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     let text = std::fs::read_to_string(path).unwrap();
@@ -118,6 +179,26 @@ fn corpus_apps_render_to_exactly_their_expected_images() {
         let docs = find_helm_chart_docs(&files);
         let rels = releases(&charts, &docs, Mode::Airgap).unwrap();
         let rendered = render_all(&helm, &files, &rels);
+        // What helm wrote deploys as it is: every object survives both kustomize versions.
+        for (kubectl, docs) in kustomize_each(&rendered) {
+            let objects = |files: &[ManifestFile]| -> usize {
+                files
+                    .iter()
+                    .map(|f| {
+                        kots_bundle::yaml::yaml_documents(std::str::from_utf8(&f.data).unwrap())
+                            .iter()
+                            .filter(|d| d.parsed.as_ref().is_ok_and(|v| v.get("kind").is_some()))
+                            .count()
+                    })
+                    .sum()
+            };
+            assert_eq!(
+                docs.len(),
+                objects(&rendered),
+                "{name}: {}",
+                kubectl.display()
+            );
+        }
         assert!(
             rendered.iter().all(|f| f.path.starts_with("charts/")),
             "{name}: {:?}",
@@ -242,6 +323,13 @@ fn install_mode_applies_optional_values_whose_when_is_true_and_the_namespace() {
     assert_eq!(cm["metadata"]["namespace"], "team");
     assert_eq!(cm["data"]["namespace"], "team");
     assert!(deployment.contains("namespace: \"team\"\n"), "{deployment}");
+    for (kubectl, docs) in kustomize_each(&out) {
+        let namespaces: Vec<&str> = docs
+            .iter()
+            .map(|d| d["metadata"]["namespace"].as_str().unwrap_or("-"))
+            .collect();
+        assert_eq!(namespaces, ["team", "team"], "{}", kubectl.display());
+    }
 
     // Without recursiveMerge, `main` replaces the whole key: replicas falls back to the
     // chart's default.
