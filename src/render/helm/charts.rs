@@ -63,9 +63,16 @@ impl Chart {
 }
 
 impl fmt::Display for Chart {
-    /// `grafana 5.0.13 (grafana-5.0.13.tgz)`
+    /// `grafana 5.0.13 (grafana-5.0.13.tgz)`, escaped (a chart's name is the vendor's text).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} ({})", self.name, self.version, self.location())
+        use crate::names::escaped;
+        write!(
+            f,
+            "{} {} ({})",
+            escaped(&self.name),
+            escaped(&self.version),
+            escaped(&self.location())
+        )
     }
 }
 

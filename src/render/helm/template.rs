@@ -90,6 +90,9 @@ impl Helm {
                 stderr: printable(&out.stderr),
             });
         }
+        if !out.stderr.trim().is_empty() {
+            tracing::debug!("helm template {}: {}", release.name, out.stderr.trim());
+        }
         let text = String::from_utf8(out.stdout).map_err(|_| HelmError::Output {
             release: release.name.clone(),
             chart: chart.to_string(),
