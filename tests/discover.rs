@@ -98,10 +98,11 @@ fn corpus_matches_expected() {
 
 /// Every image the fixture app needs, normalized. Left out on purpose: the templated and
 /// invalid references (warned about), `notes.yaml` (not Kubernetes), the chart templates'
-/// templated images (a literal one in a template is found), and `example/unwanted:9` (the KOTS Application excludes it).
+/// templated images (a literal one in a template is found), chart values without a tag
+/// (warned about: only helm knows what their templates make of them), and
+/// `example/unwanted:9` (the KOTS Application excludes it).
 const FIXTURE_EXPECTED: &[&str] = &[
     "docker.io/argoproj/rollouts-demo:blue",
-    "docker.io/example/exporter:4.2",
     "docker.io/example/extra-tool:1.0",
     "docker.io/example/fine:1",
     "docker.io/example/from-list-app:2",
@@ -111,7 +112,6 @@ const FIXTURE_EXPECTED: &[&str] = &[
     "docker.io/example/netutils:1",
     "docker.io/example/packed-global:3",
     "docker.io/example/packed-literal:1",
-    "docker.io/example/packed:v9.9.9",
     "docker.io/example/sidecar:1.5",
     "docker.io/example/upper-ext:1",
     "docker.io/library/alpine:3.19",
@@ -178,6 +178,8 @@ fn fixture_app_lists_every_shape_and_warns_about_the_rest() {
 
     let warnings: Vec<&str> = stderr.lines().collect();
     for want in [
+        "warning: chart/values.yaml: metrics.image: image \"example/exporter\" in chart values has no tag or digest",
+        "warning: charts/packed-0.2.0.tgz!/values.yaml: image: image \"example/packed\" in chart values has no tag or digest",
         "warning: templated.yaml: Deployment/templated: spec.template.spec.containers[0].image: templated image \"repl{{ LocalImageName",
         "warning: templated.yaml: Deployment/templated: spec.template.spec.containers[1].image: templated image \"{{ .Values.image }}\"",
         "warning: templated.yaml: Deployment/templated: spec.template.spec.containers[2].image: invalid image reference \"Example/UPPER:1\": repository name must be lowercase",
@@ -187,8 +189,8 @@ fn fixture_app_lists_every_shape_and_warns_about_the_rest() {
             "no warning starting with {want:?} in:\n{stderr}"
         );
     }
-    // Only those three: non-Kubernetes YAML and chart templates are not warned about.
-    assert_eq!(warnings.len(), 3, "unexpected stderr:\n{stderr}");
+    // Only those: non-Kubernetes YAML and chart templates are not warned about.
+    assert_eq!(warnings.len(), 5, "unexpected stderr:\n{stderr}");
 }
 
 #[test]
@@ -284,12 +286,12 @@ fn json_output_has_locations() {
         [loc("list.yaml", "List: items[2].spec.additionalImages[0]")]
     );
     assert_eq!(
-        locations("docker.io/example/packed:v9.9.9"),
-        [loc("charts/packed-0.2.0.tgz!/values.yaml", "image")]
+        locations("docker.io/example/packed-global:3"),
+        [loc("charts/packed-0.2.0.tgz!/values.yaml", "global.image")]
     );
     assert_eq!(
-        locations("docker.io/example/exporter:4.2"),
-        [loc("chart/values.yaml", "metrics.image")]
+        locations("docker.io/example/sidecar:1.5"),
+        [loc("chart/values.yaml", "sidecar.image")]
     );
 }
 

@@ -16,18 +16,20 @@
 //!   `spec.excludedImages` removed once everything else is found;
 //! - troubleshoot (`troubleshoot.sh/*`, `troubleshoot.replicated.com/*`) kinds: the `image`
 //!   and `images` of each `spec.collectors[*]`/`spec.hostCollectors[*]` collector;
-//! - Helm charts, as directories (`Chart.yaml` beside `values.yaml`) or `.tgz` files (also
-//!   nested in a chart's `charts/`): in `values.yaml`, `image: repo:tag` strings and
-//!   `image: {registry, repository, tag, digest}` maps at any depth. A map without a tag
-//!   takes the chart's `appVersion`, as most charts' templates do.
+//! - Helm charts that were not rendered (`--no-helm`; otherwise `render::helm` renders them
+//!   and their documents are read like any other), as directories (`Chart.yaml` beside
+//!   `values.yaml`) or `.tgz` files (also nested in a chart's `charts/`): in `values.yaml`,
+//!   complete references only: `image: repo:tag` strings (or `image: repo` beside a `tag`)
+//!   and `image: {registry, repository|image, tag, digest}` maps at any depth, registry, tag
+//!   and digest kept. What the chart's templates would have to finish (no tag, a bare name
+//!   joined to a `global.hub`, a chart setting a global registry) is reported, not guessed.
 //!
-//! What is NOT covered, by design: Helm templates are not rendered, so an image that only
-//! a template computes (or that values select with conditions, `global.imageRegistry`
-//! overrides, or non-`image` keys) is not found; images inside longer strings (embedded
-//! YAML, shell scripts, `--flag=a,REF`), in args or env that are not full references
-//! (`--image=nginx:1`), or in custom-resource fields not named `image` are not found;
-//! troubleshoot specs stored inside Secrets/ConfigMaps are not read. Such images are added
-//! with `--image`/`--images-file`.
+//! What is NOT covered, by design: without helm (`--no-helm`), an image that only a chart
+//! template computes (or that values select with conditions, or non-`image` keys) is not
+//! found; images inside longer strings (embedded YAML, shell scripts, `--flag=a,REF`), in
+//! args or env that are not full references (`--image=nginx:1`), or in custom-resource
+//! fields not named `image` are not found; troubleshoot specs stored inside
+//! Secrets/ConfigMaps are not read. Such images are added with `--image`/`--images-file`.
 //!
 //! Templated (`{{ ... }}`, `repl{{ ... }}`) and invalid references are never added: each
 //! becomes a [`Problem`] naming the file, the place in the document and why, and the rest
