@@ -13,13 +13,15 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 
 use crate::archive::{ArchiveReader, ArchiveSource};
 use crate::copy::{self, CopyJob, CopyReport, ResolvedImage};
-use crate::overlay::{self, AppDir, SavedDestination, State, StateImage, WriteOptions};
+use crate::overlay::{self, AppDir, Release, SavedDestination, State, StateImage, WriteOptions};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::transport::RegistryDest;
 use crate::registry::Client;
+use crate::render::template::LocalRegistry;
+use crate::render::{Inputs, Rendered};
 use crate::rewrite::{self, Endpoint, ImageRewrite};
-use crate::upstream::Upstream;
+use crate::upstream::{ManifestFile, Upstream};
 
 /// Where images go and how they are named there.
 #[derive(Debug, Clone)]
@@ -64,6 +66,9 @@ pub struct ImportOptions {
     pub destination: Destination,
     pub app_dir: Option<PathBuf>,
     pub write: WriteOptions,
+    /// How the app renders (config answers, license, namespace, helm); the mode, the
+    /// registry and the saved values are set here.
+    pub render: Inputs,
     pub concurrency: usize,
     pub quiet: bool,
 }
@@ -134,6 +139,26 @@ pub async fn push(
     Ok(report)
 }
 
+/// Renders the app as it will deploy from DIR: the operator's answers over what DIR saved,
+/// the registry functions bound to `destination`, charts with their install values.
+pub fn render_for_install(
+    files: &[ManifestFile],
+    dir: &AppDir,
+    inputs: &Inputs,
+    destination: Option<&Destination>,
+) -> anyhow::Result<Rendered> {
+    let mut inputs = inputs.clone();
+    inputs.mode = crate::render::helm::Mode::Install;
+    inputs.saved = dir.config_values()?;
+    inputs.local_registry = destination.map(|d| LocalRegistry {
+        endpoint: d.endpoint.clone(),
+        namespace: d.namespace.clone(),
+        preserve_paths: d.preserve_paths,
+    });
+    tokio::task::block_in_place(|| crate::render::render(files, &inputs))
+        .context("rendering the app for this install")
+}
+
 /// The state record of what was pushed, and where.
 pub fn state_for(
     upstream: &Upstream,
@@ -188,6 +213,22 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
     };
     let dir = AppDir::open(&app_dir)
         .with_context(|| format!("opening the app directory {}", app_dir.display()))?;
+    let r = reader.clone();
+    let files = tokio::task::spawn_blocking(move || r.upstream_files())
+        .await
+        .context("reading the manifests")??;
+    let upstream = Upstream {
+        source: meta.app.source.clone(),
+        name: Some(meta.app.name.clone()),
+        version: meta.app.version.clone(),
+        files,
+    };
+    // Rendered before anything is pushed: a config answer missing or a chart that fails
+    // stops the import with the registry untouched.
+    let mut inputs = opts.render.clone();
+    inputs.app = meta.app.name.clone();
+    inputs.version = meta.app.version.clone();
+    let rendered = render_for_install(&upstream.files, &dir, &inputs, Some(&opts.destination))?;
     preflight(&client, &rewrites, opts.concurrency).await?;
 
     let source = Arc::new(ArchiveSource::new(reader.clone()));
@@ -205,16 +246,6 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
     )
     .await?;
 
-    let r = reader.clone();
-    let files = tokio::task::spawn_blocking(move || r.upstream_files())
-        .await
-        .context("reading the manifests")??;
-    let upstream = Upstream {
-        source: meta.app.source.clone(),
-        name: Some(meta.app.name.clone()),
-        version: meta.app.version.clone(),
-        files,
-    };
     let state = state_for(
         &upstream,
         &images,
@@ -222,7 +253,14 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         Some(&opts.destination),
         &opts.write,
     )?;
-    dir.write(&upstream, &rewrites, &state, &opts.write)
+    let release = Release {
+        upstream: &upstream,
+        documents: &rendered.files,
+        config_values: Some(&rendered.to_save),
+        rewrites: &rewrites,
+        state: &state,
+    };
+    dir.write(&release, &opts.write)
         .with_context(|| format!("writing the app directory {}", app_dir.display()))?;
     Ok(ImportSummary { app_dir, report })
 }

@@ -9,13 +9,14 @@ use anyhow::Context;
 
 use crate::copy::{self, CopyJob, CopyReport, ResolvedImage};
 use crate::export::resolve_all;
-use crate::import::{preflight, push, state_for, Destination};
+use crate::import::{preflight, push, render_for_install, state_for, Destination};
 use crate::layout::Layout;
-use crate::overlay::{self, AppDir, WriteOptions};
+use crate::overlay::{self, AppDir, Release, WriteOptions};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::transport::RegistrySource;
 use crate::registry::Client;
+use crate::render::Inputs;
 use crate::upstream::Upstream;
 
 /// Where the app directory's kept images live.
@@ -26,6 +27,8 @@ pub struct PullOptions {
     /// `Some` with `--rewrite-images`: push and rewrite.
     pub destination: Option<Destination>,
     pub write: WriteOptions,
+    /// How the app renders for this install (see [`crate::import::render_for_install`]).
+    pub render: Inputs,
     /// `os/arch[/variant]` to keep of multi-arch images; empty keeps all.
     pub platforms: Vec<String>,
     pub concurrency: usize,
@@ -63,6 +66,13 @@ pub async fn pull(
     // Locked before anything is fetched or pushed.
     let dir = AppDir::open(&opts.app_dir)
         .with_context(|| format!("opening the app directory {}", opts.app_dir.display()))?;
+    // What deploys, rendered before anything moves: a missing config answer stops here.
+    let rendered = render_for_install(
+        &upstream.files,
+        &dir,
+        &opts.render,
+        opts.destination.as_ref(),
+    )?;
     let source = Arc::new(RegistrySource::new(source_client));
     let resolved: Vec<ResolvedImage> =
         resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
@@ -112,7 +122,14 @@ pub async fn pull(
         opts.destination.as_ref(),
         &opts.write,
     )?;
-    dir.write(upstream, &rewrites, &state, &opts.write)
+    let release = Release {
+        upstream,
+        documents: &rendered.files,
+        config_values: Some(&rendered.to_save),
+        rewrites: &rewrites,
+        state: &state,
+    };
+    dir.write(&release, &opts.write)
         .with_context(|| format!("writing the app directory {}", opts.app_dir.display()))?;
     Ok(PullSummary { fetched, pushed })
 }

@@ -339,38 +339,7 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     s
 }
 
-/// The parts of a KOTS license we use.
-#[derive(Debug, Clone)]
-pub struct License {
-    pub license_id: String,
-    pub app_slug: String,
-    pub endpoint: String,
-    pub channel: Option<String>,
-}
-
-impl License {
-    pub fn load(path: &Path) -> Result<License, UpstreamError> {
-        let bad = |why: String| UpstreamError::License {
-            path: path.to_path_buf(),
-            why,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let v: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
-        if v.get("kind").and_then(|k| k.as_str()) != Some("License") {
-            return Err(bad("not a KOTS license (kind: License)".into()));
-        }
-        let spec = v.get("spec").ok_or_else(|| bad("no spec".into()))?;
-        let field = |k: &str| spec.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        Ok(License {
-            license_id: field("licenseID")
-                .ok_or_else(|| bad("spec.licenseID is missing".into()))?,
-            app_slug: field("appSlug").ok_or_else(|| bad("spec.appSlug is missing".into()))?,
-            endpoint: field("endpoint").unwrap_or_else(|| "https://replicated.app".into()),
-            channel: field("channelName"),
-        })
-    }
-}
+pub use crate::render::license::License;
 
 async fn load_replicated(
     source: &str,
@@ -384,7 +353,10 @@ async fn load_replicated(
             source_ref: source.to_string(),
             why: "replicated:// needs --license-file".into(),
         })?;
-    let license = License::load(license_path)?;
+    let license = License::load(license_path).map_err(|e| UpstreamError::License {
+        path: license_path.clone(),
+        why: e.why,
+    })?;
     let app = app.trim_end_matches('/');
     if !app.is_empty() && app != license.app_slug {
         return Err(UpstreamError::License {

@@ -14,9 +14,11 @@ use common::synth::ImageSpec;
 use kots_bundle::archive::Compression;
 use kots_bundle::reference::Reference;
 
+/// `images --no-helm`: these tests check discovery's own reading, charts' values included
+/// (tests/helm.rs renders charts with a real helm).
 fn images(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kots-bundle"))
-        .arg("images")
+        .args(["images", "--no-helm"])
         .args(args)
         .output()
         .expect("run kots-bundle")
@@ -116,6 +118,8 @@ const FIXTURE_EXPECTED: &[&str] = &[
     "docker.io/example/upper-ext:1",
     "docker.io/library/alpine:3.19",
     "docker.io/library/busybox:1.36",
+    // `repl{{ LocalImageName "nginx:1.25" }}`, rendered as export renders it.
+    "docker.io/library/nginx:1.25",
     "docker.io/library/redis:7.2",
     "docker.io/nicolaka/netshoot:v0.12",
     "ghcr.io/example/backup:2024.1",
@@ -180,7 +184,7 @@ fn fixture_app_lists_every_shape_and_warns_about_the_rest() {
     for want in [
         "warning: chart/values.yaml: metrics.image: image \"example/exporter\" in chart values has no tag or digest",
         "warning: charts/packed-0.2.0.tgz!/values.yaml: image: image \"example/packed\" in chart values has no tag or digest",
-        "warning: templated.yaml: Deployment/templated: spec.template.spec.containers[0].image: templated image \"repl{{ LocalImageName",
+        "warning: --no-helm: charts dirchart 0.1.0 (chart/), packed 0.2.0 (charts/packed-0.2.0.tgz) are not rendered",
         "warning: templated.yaml: Deployment/templated: spec.template.spec.containers[1].image: templated image \"{{ .Values.image }}\"",
         "warning: templated.yaml: Deployment/templated: spec.template.spec.containers[2].image: invalid image reference \"Example/UPPER:1\": repository name must be lowercase",
     ] {

@@ -707,7 +707,7 @@ fn export_confirms_candidates_and_import_pushes_and_rewrites_them() {
     ok(out, "import");
     let unrewritten: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.contains("no rewrite for this image"))
+        .filter(|l| l.contains("was not mirrored"))
         .collect();
     assert_eq!(unrewritten.len(), 1, "{stderr}");
     assert!(

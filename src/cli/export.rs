@@ -32,6 +32,8 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub upstream_args: super::upstream::UpstreamArgs,
     #[command(flatten)]
+    pub render: super::render::RenderArgs,
+    #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -39,9 +41,14 @@ pub struct ExportArgs {
 
 pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
     let rt = runtime()?;
-    let upstream = rt.block_on(args.upstream_args.load(&args.upstream))?;
+    let upstream = rt.block_on(
+        args.upstream_args
+            .load(&args.upstream, args.render.license_file.as_deref()),
+    )?;
     let name = upstream.require_name()?.to_string();
-    let mut found = args.selection.select(&upstream.files)?;
+    // Images are found in what the app renders to (templates, charts), not in the templates.
+    let rendered = super::render::for_discovery(&upstream, &args.render)?;
+    let mut found = args.selection.select(&rendered.for_discovery())?;
     args.registry.refuse_destination_credentials()?;
     let client = Client::new(args.registry.source_options(&args.source)?)?;
     rt.block_on(confirm_candidates(

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
@@ -14,11 +14,12 @@ use super::selection::{confirm_candidates, report_problems};
 use crate::discover::{self, Confirmation, Discovery, Location, SiteKind};
 use crate::reference::Reference;
 use crate::registry::Client;
-use crate::upstream::{self, ManifestFile};
 
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
-    /// A directory of manifests, a .tar.gz/.tgz of them, or an .airgap archive.
+    /// A directory of manifests, a .tar.gz/.tgz of them, a manifest file, an app
+    /// directory, or an .airgap archive. The app is rendered (templates with their
+    /// defaults, charts with helm) as export renders it.
     pub path: PathBuf,
     /// Print JSON with where each image was found, and whether it is required (pod specs
     /// and the like) or a candidate (found elsewhere: operator fields, args, env).
@@ -29,6 +30,8 @@ pub struct ImagesArgs {
     /// contacted and every candidate is listed.
     #[arg(long)]
     pub confirm: bool,
+    #[command(flatten)]
+    pub render: super::render::RenderArgs,
     #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]
@@ -100,7 +103,7 @@ fn json_list(found: &Discovery) -> Vec<JsonImage<'_>> {
 }
 
 pub fn run(args: &ImagesArgs) -> anyhow::Result<i32> {
-    let mut found = find(&args.path)?;
+    let mut found = find(args)?;
     if args.confirm {
         if !args.source.platform.is_empty() {
             bail!("--platform has no effect on images");
@@ -134,36 +137,28 @@ pub fn run(args: &ImagesArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// Reads PATH as a manifests directory or tarball, a single manifest file, or an archive.
-fn find(path: &Path) -> anyhow::Result<Discovery> {
-    let meta = std::fs::metadata(path).with_context(|| {
-        format!(
-            "{}: cannot read the app to list images from",
-            path.display()
-        )
-    })?;
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    if meta.is_dir() || upstream::is_tarball_name(&name) {
-        let up = upstream::load_path(path, &upstream::UpstreamOptions::default())?;
-        return Ok(discover::discover(&up.files));
-    }
-    if [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e)) {
-        let data =
-            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        return Ok(discover::discover(&[ManifestFile {
-            path: file_name,
-            data,
-        }]));
-    }
-    discover::discover_archive(path).with_context(|| {
-        format!(
-            "{}: expected a directory of manifests, a .tar.gz/.tgz, a manifest file or an \
-             .airgap archive",
-            path.display()
-        )
-    })
+/// What PATH needs: an upstream or app directory rendered as export renders it, or an
+/// archive's metadata (the head of the file only).
+fn find(args: &ImagesArgs) -> anyhow::Result<Discovery> {
+    let source = args.path.display().to_string();
+    std::fs::metadata(&args.path)
+        .with_context(|| format!("{source}: cannot read the app to list images from"))?;
+    let app = runtime()?.block_on(super::render::load_app(
+        &source,
+        &Default::default(),
+        args.render.license_file.as_deref(),
+    ))?;
+    let upstream = match app {
+        super::render::AppSource::Archive(path) => {
+            return discover::discover_archive(&path).with_context(|| {
+                format!(
+                    "{source}: expected a directory of manifests, a .tar.gz/.tgz, a manifest \
+                     file, an app directory or an .airgap archive"
+                )
+            })
+        }
+        super::render::AppSource::Upstream(up) | super::render::AppSource::AppDir(up, _) => up,
+    };
+    let rendered = super::render::for_discovery(&upstream, &args.render)?;
+    Ok(discover::discover(&rendered.for_discovery()))
 }

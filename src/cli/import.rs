@@ -83,6 +83,8 @@ pub struct ImportArgs {
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
     #[command(flatten)]
+    pub render: super::render::RenderArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -94,11 +96,15 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
         .destination
         .write_options(options.credentials.as_ref().map(|(_, c)| c), &host)?;
     let client = Client::new(options)?;
+    // The app's name comes from the archive; import sets it.
+    let mut render = args.render.inputs(crate::render::helm::Mode::Install, "")?;
+    render.image_pull_secret = write.image_pull_secret.clone();
     let opts = ImportOptions {
         archive: args.archive.clone(),
         destination,
         app_dir: args.dest.clone(),
         write,
+        render,
         concurrency: args.registry.concurrency as usize,
         quiet,
     };

@@ -11,7 +11,9 @@ pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod pull;
+pub mod render;
 pub mod selection;
+pub mod template;
 pub mod upstream;
 pub mod verify;
 
@@ -69,6 +71,8 @@ pub enum Command {
     Pull(pull::PullArgs),
     /// List every image an app needs, normalized, one per line.
     Images(images::ImagesArgs),
+    /// Print what will deploy: the app rendered (templates, config, charts) as base documents.
+    Template(template::TemplateArgs),
     /// Show what an .airgap file holds (reads its head, index and manifests, never the layers).
     Inspect(inspect::InspectArgs),
     /// Check every blob of an .airgap file against its digest, and the file against its metadata.
@@ -127,6 +131,7 @@ pub fn main() -> i32 {
         Command::Import(a) => import::run(a, cli.quiet),
         Command::Pull(a) => pull::run(a, cli.quiet, cli.strict),
         Command::Images(a) => images::run(a),
+        Command::Template(a) => template::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a, cli.quiet),
         Command::Completions(a) => docs::completions(a),

@@ -44,6 +44,8 @@ pub struct PullArgs {
     #[command(flatten)]
     pub upstream_args: super::upstream::UpstreamArgs,
     #[command(flatten)]
+    pub render: super::render::RenderArgs,
+    #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -51,8 +53,12 @@ pub struct PullArgs {
 
 pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
     let rt = runtime()?;
-    let upstream = rt.block_on(args.upstream_args.load(&args.upstream))?;
-    let mut found = args.selection.select(&upstream.files)?;
+    let upstream = rt.block_on(
+        args.upstream_args
+            .load(&args.upstream, args.render.license_file.as_deref()),
+    )?;
+    let rendered = super::render::for_discovery(&upstream, &args.render)?;
+    let mut found = args.selection.select(&rendered.for_discovery())?;
 
     let cwd = std::env::current_dir().context("current directory")?;
     let app_dir = match &args.dest {
@@ -140,10 +146,16 @@ pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
         crate::warnings::warn(format_args!("no images found in {}", upstream.source));
     }
     crate::warnings::check_strict(strict, "in the app's manifests; nothing was downloaded")?;
+    let mut render = args
+        .render
+        .inputs(crate::render::helm::Mode::Install, upstream.require_name()?)?;
+    render.version = upstream.version.clone();
+    render.image_pull_secret = write.image_pull_secret.clone();
     let opts = PullOptions {
         app_dir: app_dir.clone(),
         destination,
         write,
+        render,
         platforms: args.source.platform.clone(),
         concurrency: args.registry.concurrency as usize,
         quiet,

@@ -10,7 +10,7 @@ use serde_yaml_ng::Value;
 
 use crate::discover::sites::{self, escape_pointer, SiteValue};
 use crate::discover::SiteKind;
-use crate::upstream::Upstream;
+use crate::upstream::ManifestFile;
 
 /// apiVersion groups that configure KOTS or troubleshoot; a cluster has no use for them
 /// (and usually no CRDs for them either).
@@ -118,12 +118,12 @@ pub(crate) fn breaks_kustomize_2_images(files: &[BaseFile]) -> bool {
 struct PullSecretKinds(BTreeSet<(String, String)>);
 
 impl PullSecretKinds {
-    fn of(upstream: &Upstream) -> PullSecretKinds {
+    fn of(files: &[ManifestFile]) -> PullSecretKinds {
         let mut set: BTreeSet<(String, String)> = PULL_SECRET_KINDS
             .iter()
             .map(|(g, k)| (g.to_string(), k.to_string()))
             .collect();
-        for file in &upstream.files {
+        for file in files {
             let Ok(text) = std::str::from_utf8(&file.data) else {
                 continue;
             };
@@ -178,32 +178,36 @@ fn crd_takes_pull_secrets(v: &Value) -> Option<(String, String)> {
 
 /// Selects the base files. Files and documents that are not deployable are left out,
 /// with a debug log line each (they stay in `upstream/`).
-pub(crate) fn select(upstream: &Upstream) -> Vec<BaseFile> {
-    let kinds = PullSecretKinds::of(upstream);
+pub(crate) fn select(files: &[ManifestFile]) -> Vec<BaseFile> {
+    let kinds = PullSecretKinds::of(files);
     let mut out = Vec::new();
-    for file in &upstream.files {
-        let lower = file.path.to_ascii_lowercase();
-        if !(lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json")) {
+    for file in files {
+        let Some(format) = crate::yaml::Format::of(&file.path) else {
             tracing::debug!(file = %file.path, "not a manifest; left out of base");
             continue;
-        }
+        };
         let Ok(text) = std::str::from_utf8(&file.data) else {
             tracing::debug!(file = %file.path, "not UTF-8; left out of base");
             continue;
         };
-        if let Some(bf) = select_file(&file.path, text, &kinds) {
+        if let Some(bf) = select_file(&file.path, text, format, &kinds) {
             out.push(bf);
         }
     }
     out
 }
 
-fn select_file(path: &str, text: &str, kinds: &PullSecretKinds) -> Option<BaseFile> {
+fn select_file(
+    path: &str,
+    text: &str,
+    format: crate::yaml::Format,
+    kinds: &PullSecretKinds,
+) -> Option<BaseFile> {
     let mut kept_raw: Vec<String> = Vec::new();
     let mut objects = Vec::new();
     let mut verbatim = true;
     // The same document reader as discovery: what base keeps is what discovery saw.
-    for crate::yaml::Document { raw, parsed, .. } in crate::yaml::yaml_documents(text) {
+    for crate::yaml::Document { raw, parsed, .. } in crate::yaml::documents(text, format) {
         let value = match parsed {
             Ok(v) => v,
             Err(e) => {
@@ -433,7 +437,7 @@ mod tests {
     fn keeps_only_deployable_documents() {
         let text = "apiVersion: kots.io/v1beta1\nkind: Config\nmetadata: {name: c}\n---\n\
                     apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n---\nfoo: bar\n";
-        let f = select_file("x.yaml", text, &none()).unwrap();
+        let f = select_file("x.yaml", text, crate::yaml::Format::Yaml, &none()).unwrap();
         assert_eq!(f.objects.len(), 1);
         assert_eq!(
             String::from_utf8(f.data).unwrap(),
@@ -442,16 +446,23 @@ mod tests {
         assert!(select_file(
             "y.yaml",
             "apiVersion: troubleshoot.sh/v1beta2\nkind: Preflight\nmetadata: {name: p}\n",
+            crate::yaml::Format::Yaml,
             &none()
         )
         .is_none());
-        assert!(select_file("z.yaml", "just: values\n", &none()).is_none());
+        assert!(select_file(
+            "z.yaml",
+            "just: values\n",
+            crate::yaml::Format::Yaml,
+            &none()
+        )
+        .is_none());
     }
 
     #[test]
     fn finds_images_and_pull_secret_sites() {
         let text = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: cj}\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          imagePullSecrets: [{name: old}]\n          initContainers: [{name: i, image: busybox}]\n          containers: [{name: a, image: nginx}]\n";
-        let f = select_file("cj.yaml", text, &none()).unwrap();
+        let f = select_file("cj.yaml", text, crate::yaml::Format::Yaml, &none()).unwrap();
         let o = &f.objects[0];
         let ptrs: Vec<_> = o
             .images
@@ -480,7 +491,7 @@ mod tests {
     #[test]
     fn expands_lists() {
         let text = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containers: [{name: a, image: x}]}}\n- {apiVersion: kots.io/v1beta1, kind: Config, metadata: {name: c}}\n";
-        let f = select_file("l.yaml", text, &none()).unwrap();
+        let f = select_file("l.yaml", text, crate::yaml::Format::Yaml, &none()).unwrap();
         assert_eq!(f.objects.len(), 1);
         assert_eq!(f.objects[0].pull_secret_sites[0].pointer, "/spec");
         assert!(!String::from_utf8(f.data).unwrap().contains("List"));
@@ -509,7 +520,7 @@ spec:
   partial: {image: {repository: quay.io/org/p}}
   templated: {image: "repl{{ LocalImageName }}"}
 "#;
-        let f = select_file("op.yaml", text, &none()).unwrap();
+        let f = select_file("op.yaml", text, crate::yaml::Format::Yaml, &none()).unwrap();
         let sites: Vec<(&str, &str, SiteKind, &SiteForm)> = f
             .objects
             .iter()
@@ -574,22 +585,17 @@ spec:
     #[test]
     fn custom_resources_take_pull_secrets_when_their_crd_or_kind_says_so() {
         let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: ws.example.com}\nspec:\n  group: example.com\n  names: {kind: Widget, plural: ws}\n  versions:\n  - name: v1\n    schema:\n      openAPIV3Schema:\n        properties:\n          spec:\n            properties:\n              imagePullSecrets: {type: array}\n";
-        let up = Upstream {
-            source: "t".into(),
-            name: Some("t".into()),
-            version: None,
-            files: vec![crate::upstream::ManifestFile {
-                path: "crd.yaml".into(),
-                data: crd.as_bytes().to_vec(),
-            }],
-        };
-        let kinds = PullSecretKinds::of(&up);
+        let files = [ManifestFile {
+            path: "crd.yaml".into(),
+            data: crd.as_bytes().to_vec(),
+        }];
+        let kinds = PullSecretKinds::of(&files);
         let objects = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: 1}\n---\n\
             apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g}\nspec: {size: 1}\n---\n\
             apiVersion: example.com/v1\nkind: Listed\nmetadata: {name: l}\nspec: {imagePullSecrets: [{name: a}]}\n---\n\
             apiVersion: monitoring.coreos.com/v1\nkind: Prometheus\nmetadata: {name: p}\nspec: {image: 'x:1'}\n---\n\
             apiVersion: v1\nkind: Pod\nmetadata: {name: pod}\nspec: {containers: [{name: a, image: x}]}\n";
-        let f = select_file("o.yaml", objects, &kinds).unwrap();
+        let f = select_file("o.yaml", objects, crate::yaml::Format::Yaml, &kinds).unwrap();
         type Got<'a> = (&'a str, Vec<&'a str>, Option<Vec<String>>);
         let got: Vec<Got> = f
             .objects
@@ -618,7 +624,7 @@ spec:
             ]
         );
         // Without the CRD, a Widget is not touched.
-        let f = select_file("o.yaml", objects, &none()).unwrap();
+        let f = select_file("o.yaml", objects, crate::yaml::Format::Yaml, &none()).unwrap();
         assert!(f.objects[0].pull_secret_sites.is_empty());
     }
 
@@ -644,7 +650,7 @@ spec:
             (crd, true),
             (cr_null, true),
         ] {
-            let f = select_file("r.yaml", text, &none()).unwrap();
+            let f = select_file("r.yaml", text, crate::yaml::Format::Yaml, &none()).unwrap();
             let files = [f];
             assert_eq!(breaks_kustomize_2_images(&files), breaks, "{text}");
             let dir = tempfile::tempdir().unwrap();
@@ -673,6 +679,7 @@ spec:
         let f = select_file(
             "kustomization.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n",
+            crate::yaml::Format::Yaml,
             &none(),
         )
         .unwrap();

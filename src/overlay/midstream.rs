@@ -165,11 +165,22 @@ fn image_ops(obj: &BaseObject, by_name: &HashMap<String, &ImageRewrite>) -> Vec<
     let mut parts: BTreeMap<&str, (&str, Vec<Span>)> = BTreeMap::new();
     for site in &obj.images {
         let Some(rewrite) = rewrite_for(&site.image, by_name) else {
-            tracing::warn!(
-                image = %site.image, kind = %obj.kind, name = %obj.name, at = %site.pointer,
-                site = ?site.kind,
-                "no rewrite for this image; it will be pulled from where the manifest says"
-            );
+            // Already in the private registry (a template's `LocalImageName`), or nowhere to
+            // go (no destination): nothing to say. Otherwise it would be pulled from outside.
+            let at_destination = Reference::parse(&site.image)
+                .is_ok_and(|r| by_name.values().any(|rw| rw.target.name() == r.name()));
+            if !by_name.is_empty() && !at_destination {
+                let why = if site.kind.is_candidate() {
+                    "was not mirrored (it did not resolve at export)"
+                } else {
+                    "has no copy in the private registry"
+                };
+                crate::warnings::warn(format_args!(
+                    "{}/{} {}: image {} {why}; it will be pulled from where the manifest says \
+                     (add it with --image at export)",
+                    obj.kind, obj.name, site.pointer, site.image
+                ));
+            }
             continue;
         };
         let target = deployed_name(&site.image, rewrite);

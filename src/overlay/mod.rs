@@ -18,6 +18,7 @@
 //! once); [`AppDir::write`] builds a new release and switches to it.
 
 mod base;
+mod check;
 mod kustomization;
 mod midstream;
 mod release;
@@ -26,8 +27,9 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::render::config::ConfigValues;
 use crate::rewrite::ImageRewrite;
-use crate::upstream::Upstream;
+use crate::upstream::{ManifestFile, Upstream};
 
 /// Where kots-bundle keeps its own files inside DIR.
 pub const META_DIR: &str = ".kots-bundle";
@@ -35,8 +37,12 @@ pub const STATE_FILE: &str = "state.json";
 /// Held (an exclusive lock on the open file) while a command writes DIR.
 pub const LOCK_FILE: &str = "lock";
 
+/// The config values the app was last rendered with (answers and generated values; mode
+/// 0600), reused by the next update.
+pub const CONFIG_VALUES_FILE: &str = "config-values.yaml";
+
 /// The fixed links of the app directory into the current release: (link, its target).
-const LINKS: [(&str, &str); 4] = [
+const LINKS: [(&str, &str); 5] = [
     ("upstream", ".kots-bundle/current/upstream"),
     ("base", ".kots-bundle/current/base"),
     (
@@ -44,7 +50,24 @@ const LINKS: [(&str, &str); 4] = [
         "../../.kots-bundle/current/midstream",
     ),
     (".kots-bundle/state.json", "current/state.json"),
+    (
+        ".kots-bundle/config-values.yaml",
+        "current/config-values.yaml",
+    ),
 ];
+
+/// One version of the app, as a write puts it in DIR.
+pub struct Release<'a> {
+    /// As shipped: `upstream/`.
+    pub upstream: &'a Upstream,
+    /// The rendered documents ([`crate::render::Rendered::files`]): `base/` is their
+    /// deployable part.
+    pub documents: &'a [ManifestFile],
+    /// What the render asks to keep ([`crate::render::Rendered::to_save`]).
+    pub config_values: Option<&'a ConfigValues>,
+    pub rewrites: &'a [ImageRewrite],
+    pub state: &'a State,
+}
 
 /// A `kubernetes.io/dockerconfigjson` Secret to write into the midstream (only when asked).
 #[derive(Clone)]
@@ -148,6 +171,11 @@ pub enum OverlayError {
          another directory"
     )]
     IsTheSource { dir: PathBuf },
+    #[error(
+        "the new version does not render with `{tool} kustomize`: {why}; the app directory was \
+         left as it was"
+    )]
+    DoesNotRender { tool: String, why: String },
     #[cfg(test)]
     #[error("injected crash")]
     InjectedCrash,
@@ -177,8 +205,8 @@ pub fn read_state(dir: &Path) -> Result<Option<State>, OverlayError> {
         .map_err(|source| OverlayError::State { path, source })
 }
 
-/// Writes (or updates) the app directory at `dir` in one go: [`AppDir::open`] then
-/// [`AppDir::write`].
+/// Writes (or updates) the app directory at `dir` in one go, for an app without templates
+/// (its files are its documents): [`AppDir::open`] then [`AppDir::write`].
 pub fn write_app_dir(
     dir: &Path,
     upstream: &Upstream,
@@ -186,7 +214,14 @@ pub fn write_app_dir(
     state: &State,
     opts: &WriteOptions,
 ) -> Result<(), OverlayError> {
-    AppDir::open(dir)?.write(upstream, rewrites, state, opts)
+    let release = Release {
+        upstream,
+        documents: &upstream.files,
+        config_values: None,
+        rewrites,
+        state,
+    };
+    AppDir::open(dir)?.write(&release, opts)
 }
 
 /// The app directory an import or pull writes when no `--dest` is given: `cwd/<app>`, which
@@ -211,6 +246,15 @@ pub fn default_dest(cwd: &Path, app: &str, source: Option<&Path>) -> Result<Path
         return Err(OverlayError::NotAnAppDir { dir });
     }
     Ok(dir)
+}
+
+/// The files `base/` would hold for these rendered documents (path, contents): the
+/// deployable objects only, as `kots-bundle template` prints them.
+pub fn base_files(documents: &[ManifestFile]) -> Vec<(String, Vec<u8>)> {
+    base::select(documents)
+        .into_iter()
+        .map(|f| (f.path, f.data))
+        .collect()
 }
 
 /// Whether `dir` holds a state kots-bundle wrote.
@@ -289,16 +333,32 @@ impl AppDir {
         &self.dir
     }
 
+    /// The config values the current release was rendered with, if any.
+    pub fn config_values(&self) -> Result<Option<ConfigValues>, OverlayError> {
+        let path = self.meta.join(CONFIG_VALUES_FILE);
+        match std::fs::metadata(&path) {
+            Ok(_) => ConfigValues::load(&path)
+                .map(Some)
+                .map_err(|e| OverlayError::Midstream {
+                    path,
+                    why: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading", &path)(e)),
+        }
+    }
+
     /// Writes a new release of the app and switches to it. On update, `upstream/` and
     /// `base/` are replaced, the operator's midstream kustomization and `overlays/downstream/`
     /// are kept as they are.
-    pub fn write(
-        mut self,
-        upstream: &Upstream,
-        rewrites: &[ImageRewrite],
-        state: &State,
-        opts: &WriteOptions,
-    ) -> Result<(), OverlayError> {
+    pub fn write(mut self, release: &Release, opts: &WriteOptions) -> Result<(), OverlayError> {
+        let Release {
+            upstream,
+            documents,
+            config_values,
+            rewrites,
+            state,
+        } = *release;
         let dir = self.dir.clone();
         let mid_k = dir
             .join("overlays")
@@ -320,7 +380,7 @@ impl AppDir {
             None => None,
         };
 
-        let base_files = base::select(upstream);
+        let base_files = base::select(documents);
         let mut secret_names: Vec<String> = Vec::new();
         for name in [
             opts.image_pull_secret.as_deref(),
@@ -377,6 +437,11 @@ impl AppDir {
         })?;
         json.push(b'\n');
         staged.write(STATE_FILE, &json, false)?;
+        // Always written (empty for an app without config), so its link never dangles.
+        let values = config_values.cloned().unwrap_or_default();
+        staged.write(CONFIG_VALUES_FILE, values.to_yaml().as_bytes(), true)?;
+        // The new release must render before it becomes current.
+        check::renders(&staged.path().join("midstream"))?;
         let id = staged.finish()?;
 
         self.link_parts()?;

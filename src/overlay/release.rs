@@ -95,6 +95,11 @@ impl Staged {
         Ok(Staged { dir: Some(dir), id })
     }
 
+    /// The release's directory while it is staged.
+    pub(crate) fn path(&self) -> &Path {
+        self.root()
+    }
+
     fn root(&self) -> &Path {
         self.dir
             .as_deref()

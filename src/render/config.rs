@@ -369,6 +369,9 @@ pub struct Resolved {
     /// What to keep for the next resolve (pass it as `saved`): the operator's answers and
     /// every generated value. Write it with mode 0600: it holds passwords.
     pub to_save: ConfigValues,
+    /// Required items left without a value (only from [`resolve_allowing_missing`]): name
+    /// and title.
+    pub missing: Vec<(String, String)>,
 }
 
 /// The config items a template refers to by name.
@@ -392,6 +395,22 @@ fn referenced_items(template: &str) -> Vec<String> {
 /// (naming the items), a template that fails (naming the item), or required items without a
 /// value (all of them in one error).
 pub fn resolve(
+    config: Option<&Config>,
+    answers: Option<&ConfigValues>,
+    saved: Option<&ConfigValues>,
+    ctx: &Context,
+) -> Result<Resolved, ConfigError> {
+    let resolved = resolve_allowing_missing(config, answers, saved, ctx)?;
+    if resolved.missing.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(ConfigError::Required(resolved.missing))
+    }
+}
+
+/// [`resolve`] for rendering before the operator has answered (`export`, `images`): required
+/// items without a value render as empty and are listed in [`Resolved::missing`].
+pub fn resolve_allowing_missing(
     config: Option<&Config>,
     answers: Option<&ConfigValues>,
     saved: Option<&ConfigValues>,
@@ -424,7 +443,11 @@ pub fn resolve(
     let existing: BTreeSet<String> = values.keys().cloned().collect();
 
     let Some(config) = config else {
-        return Ok(Resolved { values, to_save });
+        return Ok(Resolved {
+            values,
+            to_save,
+            missing: Vec::new(),
+        });
     };
 
     // Dependency graph over the config's own items.
@@ -543,11 +566,12 @@ pub fn resolve(
             }
         }
     }
-    if !missing.is_empty() {
-        return Err(ConfigError::Required(missing));
-    }
     if to_save.name.is_empty() {
         to_save.name = config.name.clone();
     }
-    Ok(Resolved { values, to_save })
+    Ok(Resolved {
+        values,
+        to_save,
+        missing,
+    })
 }
