@@ -1,7 +1,8 @@
 //! Where a blob download resumes: a body stream that, when the connection drops mid-blob,
 //! asks again with `Range: bytes=N-` (within the retry budget) and carries on where it
-//! stopped. The caller wraps it in [`crate::digest::VerifyingStream`], so the hash runs
-//! across every resumed piece and nothing is ever buffered whole.
+//! stopped. A body that stalls (see [`super::timeout`]) counts as dropped. The caller wraps
+//! it in [`crate::digest::VerifyingStream`], so the hash runs across every resumed piece and
+//! nothing is ever buffered whole.
 
 use std::io;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub(crate) struct Resuming {
     /// Bytes handed on so far: where a resumed request starts.
     offset: u64,
     resumes: u32,
-    body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
+    body: Option<BoxStream<'static, io::Result<Bytes>>>,
 }
 
 impl Resuming {
@@ -35,6 +36,9 @@ impl Resuming {
         size: u64,
         first: Response,
     ) -> Resuming {
+        let body = client
+            .watched(first, place(&ep, &repository, &digest))
+            .boxed();
         Resuming {
             client,
             ep,
@@ -43,7 +47,7 @@ impl Resuming {
             size,
             offset: 0,
             resumes: 0,
-            body: Some(first.bytes_stream().boxed()),
+            body: Some(body),
         }
     }
 
@@ -61,7 +65,8 @@ impl Resuming {
                         .open_blob(&self.ep, &self.repository, &self.digest, self.offset)
                         .await
                         .map_err(io::Error::other)?;
-                    self.body.insert(resp.bytes_stream().boxed())
+                    let what = place(&self.ep, &self.repository, &self.digest);
+                    self.body.insert(self.client.watched(resp, what).boxed())
                 }
             };
             match body.next().await {
@@ -72,13 +77,10 @@ impl Resuming {
                 // The verifier judges whether the end came at the right size.
                 None => return Ok(None),
                 Some(Err(e)) => {
-                    let why = super::scheme::error_chain(&e);
+                    let why = e.to_string();
                     let policy = self.client.policy().clone();
                     self.resumes += 1;
-                    let place = format!(
-                        "blob {} from {}/{}",
-                        self.digest, self.ep.registry, self.repository
-                    );
+                    let place = place(&self.ep, &self.repository, &self.digest);
                     if self.resumes >= policy.attempts.max(1) {
                         return Err(io::Error::other(format!(
                             "{place}: the connection dropped at byte {} of {} and {} attempts to resume failed: {why}",
@@ -100,4 +102,8 @@ impl Resuming {
             }
         }
     }
+}
+
+fn place(ep: &Endpoint, repository: &str, digest: &Digest) -> String {
+    format!("blob {digest} from {}/{repository}", ep.registry)
 }
