@@ -57,7 +57,6 @@ pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<i32> {
              would be pushed to the same name; import with --preserve-paths"
         );
     }
-    args.registry.refuse_destination_credentials()?;
     let client = Client::new(args.registry.source_options(&args.source)?)?;
     let output = args
         .output

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use super::common::{runtime, RegistryArgs, SourceArgs};
+use super::common::{runtime, LoginArgs, RegistryArgs, SourceArgs};
 use super::import::DestinationArgs;
 use super::selection::{report_problems, SelectionArgs};
 use crate::cli::exit;
@@ -46,6 +46,8 @@ pub struct PullArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]
+    pub login: LoginArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -69,14 +71,14 @@ pub fn run(args: &PullArgs, quiet: bool) -> anyhow::Result<i32> {
         };
         let destination = d.destination()?;
         let host = destination.endpoint.registry.clone();
-        let options = args.registry.destination_options(&host)?;
+        let options = args.registry.destination_options(&args.login, &host)?;
         let write = d.write_options(options.credentials.as_ref().map(|(_, c)| c), &host)?;
         (Some(destination), Some(Client::new(options)?), write)
     } else {
         if args.registry_endpoint.is_some() {
             bail!("--registry-endpoint has no effect without --rewrite-images");
         }
-        args.registry.refuse_destination_credentials()?;
+        args.login.refuse_without_destination()?;
         (None, None, WriteOptions::default())
     };
     let source_client = Client::new(args.registry.source_options(&args.source)?)?;
