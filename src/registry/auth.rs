@@ -427,11 +427,14 @@ pub(crate) async fn fetch_token(
                 ),
                 None => host.http.get(url.clone()),
             };
-            let resp = match client.transmit(rb, &super::timeout::Meter::new()).await {
+            let resp = match client
+                .transmit(&host, rb, &super::timeout::Meter::new())
+                .await
+            {
                 Ok(r) => r,
                 Err(f) => {
                     let err = client.transport_error(registry, &url, &host, &f);
-                    return if f.retryable() {
+                    return if f.retryable_with(&host) {
                         Attempt::Retry {
                             why: f.why(),
                             last: Err(err),

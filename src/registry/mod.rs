@@ -147,17 +147,21 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    fn retryable(&self) -> bool {
-        match self {
-            Failure::Http(e) => retry::is_retryable_error(e),
-            Failure::Stalled(_) => true,
-        }
-    }
-
     fn why(&self) -> String {
         match self {
             Failure::Http(e) => scheme::error_chain(e),
             Failure::Stalled(s) => s.to_string(),
+        }
+    }
+
+    /// Worth another try with this host: not when it refused our client certificate (or
+    /// wanted one we do not have).
+    fn retryable_with(&self, host: &Host) -> bool {
+        match self {
+            Failure::Http(e) => {
+                retry::is_retryable_error(e) && !tls::client_cert_problem(e, &host.info)
+            }
+            Failure::Stalled(_) => true,
         }
     }
 }
@@ -318,14 +322,21 @@ impl Client {
     /// Sends a request, giving up when the registry stalls (see [`timeout`]).
     pub(crate) async fn transmit(
         &self,
+        host: &Host,
         rb: RequestBuilder,
         meter: &Arc<Meter>,
     ) -> Result<Response, Failure> {
         let t = *self.timeouts();
-        tokio::select! {
+        let r = tokio::select! {
             r = rb.send() => r.map_err(Failure::Http),
             stall = timeout::watch(meter, &t) => Err(Failure::Stalled(stall)),
+        };
+        if r.is_ok() {
+            host.info
+                .answered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        r
     }
 
     /// A response body that fails when the registry stalls.
@@ -471,7 +482,7 @@ impl Client {
             };
             let url = base.join("v2/").expect("static path");
             match self
-                .transmit(client.http.get(url.clone()), &Meter::new())
+                .transmit(&client, client.http.get(url.clone()), &Meter::new())
                 .await
             {
                 Ok(resp) => {
@@ -524,7 +535,7 @@ impl Client {
                     let err = self.transport_error(registry, &url, &client, &f);
                     // A TLS failure on loopback is expected for plain-HTTP registries; the
                     // retry decision follows the connection kind, not the handshake.
-                    let retryable = !tls && f.retryable();
+                    let retryable = !tls && f.retryable_with(&client);
                     if first.is_none() {
                         first = Some((err, retryable));
                     } else if let Some((_, r)) = &mut first {
@@ -579,7 +590,7 @@ impl Client {
             if let Some(a) = &authz {
                 rb = rb.header(AUTHORIZATION, a.clone());
             }
-            let sent = match self.transmit(rb, &meter).await {
+            let sent = match self.transmit(&host, rb, &meter).await {
                 Ok(r) => self.follow_redirects(call, build, r).await,
                 Err(f) => Err((call.url.clone(), host, f)),
             };
@@ -589,7 +600,7 @@ impl Client {
                     let why = f.why();
                     tracing::debug!(method = %call.method, url = %scheme::redact_url(&url), error = %why, "request failed");
                     let err = self.transport_error(&ep.registry, &url, &host, &f);
-                    return if f.retryable() {
+                    return if f.retryable_with(&host) {
                         Attempt::Retry {
                             why,
                             last: Err(err),
@@ -689,7 +700,7 @@ impl Client {
             tracing::debug!(url = %scheme::redact_url(&next), "following a redirect to another host");
             let meter = Meter::new();
             let rb = build(host.http.request(call.method.clone(), next.clone()), &meter);
-            resp = match self.transmit(rb, &meter).await {
+            resp = match self.transmit(&host, rb, &meter).await {
                 Ok(r) => r,
                 Err(f) => return Err((next, host, f)),
             };

@@ -22,10 +22,7 @@ use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    AlertDescription, CertificateError, DigitallySignedStruct, OtherError, RootCertStore,
-    SignatureScheme,
-};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
 use super::certdir::{self, CertDirs};
 use super::error::RegistryError;
@@ -75,6 +72,8 @@ pub(crate) struct HostInfo {
     pub skip_verify: bool,
     /// The server asked for a client certificate (in some handshake).
     pub asked_for_client_cert: AtomicBool,
+    /// Some request to this host got an answer.
+    pub answered: AtomicBool,
 }
 
 pub(crate) struct HostTls {
@@ -157,6 +156,7 @@ impl Trust {
             client_cert: dir.client.as_ref().map(|c| c.cert_file.clone()),
             skip_verify: self.skip_verify || insecure,
             asked_for_client_cert: AtomicBool::new(false),
+            answered: AtomicBool::new(false),
         });
         let verifier: Arc<dyn ServerCertVerifier> = if self.skip_verify || insecure {
             Arc::new(Unverified {
@@ -514,9 +514,45 @@ pub(crate) fn explain(
     e: &(dyn std::error::Error + 'static),
     info: Option<&HostInfo>,
 ) -> Option<(String, String)> {
-    let rustls_err = super::scheme::causes(e)
-        .into_iter()
-        .find_map(|c| c.downcast_ref::<rustls::Error>())?;
+    let causes = super::scheme::causes(e);
+    let rustls_err = causes
+        .iter()
+        .find_map(|c| c.downcast_ref::<rustls::Error>());
+    let alert = alert_received(e);
+    if let Some(info) = info.filter(|i| client_cert_problem(e, i)) {
+        let host = &info.host;
+        let what = alert
+            .map(|a| format!("the registry answered with TLS alert {a}"))
+            .unwrap_or_else(|| "the registry closed the connection".to_string());
+        return Some(match &info.client_cert {
+            None => (
+                format!("the registry asked for a client certificate and none is set up for {host} ({what})"),
+                if info.explicit_dir {
+                    format!(
+                        "{} holds no client certificate: add client.cert and client.key there",
+                        info.cert_dir
+                            .as_ref()
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_default()
+                    )
+                } else {
+                    format!(
+                        "put client.cert and client.key in {}, or pass {} DIR with them",
+                        dir_hint(host),
+                        info.role.cert_dir_flag()
+                    )
+                },
+            ),
+            Some(cert) => (
+                format!(
+                    "the registry refused the client certificate {} ({what})",
+                    cert.display()
+                ),
+                "it must be signed by a CA the registry trusts for clients (distribution's http.tls.clientcas)".to_string(),
+            ),
+        });
+    }
+    let rustls_err = rustls_err?;
     let dir_hint =
         |host: &str| format!("/etc/docker/certs.d/{host}/ (or /etc/containers/certs.d/{host}/)");
     let Some(info) = info else {
@@ -526,7 +562,6 @@ pub(crate) fn explain(
         ));
     };
     let host = &info.host;
-    let dir_flag = info.role.cert_dir_flag();
     let given = if info.ca_files.is_empty() {
         String::new()
     } else {
@@ -569,46 +604,6 @@ pub(crate) fn explain(
             return Some((p.to_string(), hint));
         }
     }
-    let asked = info.asked_for_client_cert.load(Ordering::Relaxed);
-    let client_alert = matches!(
-        rustls_err,
-        rustls::Error::AlertReceived(
-            AlertDescription::CertificateRequired
-                | AlertDescription::BadCertificate
-                | AlertDescription::UnknownCA
-                | AlertDescription::CertificateUnknown
-                | AlertDescription::HandshakeFailure
-                | AlertDescription::AccessDenied
-        )
-    );
-    if asked && client_alert {
-        return Some(match &info.client_cert {
-            None => (
-                format!("the registry asked for a client certificate and none is set up for {host} ({rustls_err})"),
-                if info.explicit_dir {
-                    format!(
-                        "{} holds no client certificate: add client.cert and client.key there",
-                        info.cert_dir
-                            .as_ref()
-                            .map(|d| d.display().to_string())
-                            .unwrap_or_default()
-                    )
-                } else {
-                    format!(
-                        "put client.cert and client.key in {}, or pass {dir_flag} DIR with them",
-                        dir_hint(host)
-                    )
-                },
-            ),
-            Some(cert) => (
-                format!(
-                    "the registry refused the client certificate {} ({rustls_err})",
-                    cert.display()
-                ),
-                "it must be signed by a CA the registry trusts for clients (distribution's http.tls.clientcas)".to_string(),
-            ),
-        });
-    }
     let mut hint = String::from("if the registry serves plain HTTP, pass --plain-http");
     if given.is_empty() && info.cert_dir.is_none() && !info.skip_verify {
         hint = format!(
@@ -616,6 +611,60 @@ pub(crate) fn explain(
         );
     }
     Some((format!("TLS failed: {rustls_err}"), hint))
+}
+
+fn dir_hint(host: &str) -> String {
+    format!("/etc/docker/certs.d/{host}/ (or /etc/containers/certs.d/{host}/)")
+}
+
+/// The TLS alert the server sent, if one ended the connection. After the handshake rustls
+/// reports it only as text inside an I/O error.
+fn alert_received(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    super::scheme::causes(e).iter().find_map(|c| {
+        if let Some(rustls::Error::AlertReceived(a)) = c.downcast_ref::<rustls::Error>() {
+            return Some(format!("{a:?}"));
+        }
+        let s = c.to_string();
+        let (_, rest) = s.split_once("received fatal alert: ")?;
+        Some(rest.split_whitespace().next().unwrap_or("").to_string())
+    })
+}
+
+/// Whether a failure with this host is about the client certificate: the server asked for
+/// one, and then refused the handshake or closed the connection (TLS 1.3 servers do that
+/// after the handshake, so it shows as a broken connection, not a handshake failure). Such
+/// a failure does not heal by retrying.
+pub(crate) fn client_cert_problem(e: &(dyn std::error::Error + 'static), info: &HostInfo) -> bool {
+    if !info.asked_for_client_cert.load(Ordering::Relaxed) {
+        return false;
+    }
+    if let Some(a) = alert_received(e) {
+        return matches!(
+            a.as_str(),
+            "CertificateRequired"
+                | "BadCertificate"
+                | "UnknownCA"
+                | "CertificateUnknown"
+                | "HandshakeFailure"
+                | "AccessDenied"
+                | "UnsupportedCertificate"
+                | "CertificateExpired"
+                | "CertificateRevoked"
+        );
+    }
+    // Connected and then cut before any answer, with no certificate to offer; once the
+    // host has answered, a cut is only a cut.
+    if info.client_cert.is_some() || info.answered.load(Ordering::Relaxed) {
+        return false;
+    }
+    super::scheme::causes(e)
+        .iter()
+        .find_map(|c| c.downcast_ref::<reqwest::Error>())
+        .is_some_and(|r| !r.is_timeout() && (r.is_request() || r.is_connect()))
+        && !super::scheme::causes(e).iter().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        })
 }
 
 fn strip_port(host: &str) -> &str {
@@ -630,6 +679,14 @@ mod tests {
     use super::*;
 
     fn self_signed(names: &[&str], ca: bool) -> CertificateDer<'static> {
+        self_signed_until(names, ca, None)
+    }
+
+    fn self_signed_until(
+        names: &[&str],
+        ca: bool,
+        years: Option<(i32, i32)>,
+    ) -> CertificateDer<'static> {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p =
             rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -638,6 +695,10 @@ mod tests {
             .push(rcgen::DnType::CommonName, names[0]);
         if ca {
             p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        if let Some((from, to)) = years {
+            p.not_before = rcgen::date_time_ymd(from, 1, 1);
+            p.not_after = rcgen::date_time_ymd(to, 1, 1);
         }
         p.self_signed(&key).unwrap().der().clone()
     }
@@ -680,5 +741,19 @@ mod tests {
             verdict(&verifier(vec![]), &cert, "registry.local"),
             Err(Seen::SelfSigned)
         );
+    }
+
+    #[test]
+    fn a_given_certificate_out_of_its_validity_is_refused() {
+        let old = self_signed_until(&["registry.local"], true, Some((2019, 2020)));
+        match verdict(&verifier(vec![old.clone()]), &old, "registry.local") {
+            Err(Seen::Expired { not_after }) => assert!(not_after.contains("2020"), "{not_after}"),
+            other => panic!("{other:?}"),
+        }
+        let future = self_signed_until(&["registry.local"], false, Some((2999, 3000)));
+        assert!(matches!(
+            verdict(&verifier(vec![future.clone()]), &future, "registry.local"),
+            Err(Seen::NotYetValid { .. })
+        ));
     }
 }
