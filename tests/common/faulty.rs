@@ -27,7 +27,7 @@ pub enum Fault {
     Delay(Duration),
     /// Answer this status with this (JSON) body instead of forwarding.
     Answer(u16, &'static str),
-    /// Forward, but send the response one byte per interval.
+    /// Forward the response head, then its body one byte per interval.
     Trickle(Duration),
     /// Forward, but pass the request body on at about this many bytes a second.
     SlowUpload(usize),
@@ -274,6 +274,7 @@ fn handle(
     });
     let mut buf = vec![0u8; 64 * 1024];
     let mut sent = 0usize;
+    let mut head_seen: Vec<u8> = Vec::new();
     loop {
         let n = match server.read(&mut buf) {
             Ok(0) | Err(_) => break,
@@ -287,13 +288,23 @@ fn handle(
             _ => n,
         };
         if let Some(d) = trickle {
+            // The head at once (up to its blank line), then the body a byte at a time.
+            head_seen.extend_from_slice(&buf[..n.min(64 * 1024)]);
+            let body_from = head_seen
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|p| (p + 4).saturating_sub(head_seen.len() - n).min(n))
+                .unwrap_or(n);
+            if client.write_all(&buf[..body_from]).is_err() {
+                break;
+            }
             let mut gone = false;
-            for b in &buf[..n] {
+            for b in &buf[body_from..n] {
+                std::thread::sleep(d);
                 if client.write_all(std::slice::from_ref(b)).is_err() {
                     gone = true;
                     break;
                 }
-                std::thread::sleep(d);
             }
             if gone {
                 break;
