@@ -36,9 +36,7 @@ impl Resuming {
         size: u64,
         first: Response,
     ) -> Resuming {
-        let body = client
-            .watched(first, place(&ep, &repository, &digest))
-            .boxed();
+        let body = client.watched(first).boxed();
         Resuming {
             client,
             ep,
@@ -65,8 +63,7 @@ impl Resuming {
                         .open_blob(&self.ep, &self.repository, &self.digest, self.offset)
                         .await
                         .map_err(io::Error::other)?;
-                    let what = place(&self.ep, &self.repository, &self.digest);
-                    self.body.insert(self.client.watched(resp, what).boxed())
+                    self.body.insert(self.client.watched(resp).boxed())
                 }
             };
             match body.next().await {
@@ -83,7 +80,7 @@ impl Resuming {
                     let place = place(&self.ep, &self.repository, &self.digest);
                     if self.resumes >= policy.attempts.max(1) {
                         return Err(io::Error::other(format!(
-                            "{place}: the connection dropped at byte {} of {} and {} attempts to resume failed: {why}",
+                            "{place}: the download broke off at byte {} of {} and {} attempts to resume failed: {why}",
                             self.offset,
                             self.size,
                             self.resumes - 1
@@ -91,7 +88,7 @@ impl Resuming {
                     }
                     let delay = policy.backoff(self.resumes - 1);
                     tracing::warn!(
-                        "{place}: connection dropped at byte {} of {} ({why}); resuming with Range in {:.1}s",
+                        "{place}: the download broke off at byte {} of {} ({why}); resuming with Range in {:.1}s",
                         self.offset,
                         self.size,
                         delay.as_secs_f64()

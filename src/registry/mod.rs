@@ -343,9 +343,8 @@ impl Client {
     fn watched(
         &self,
         resp: Response,
-        what: impl Into<Arc<str>>,
     ) -> timeout::Watched<futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>> {
-        timeout::Watched::new(resp.bytes_stream().boxed(), self.timeouts().idle, what)
+        timeout::Watched::new(resp.bytes_stream().boxed(), self.timeouts().idle)
     }
 
     /// A body read whole, refused past `cap` bytes (before reading, when the length is
@@ -354,8 +353,7 @@ impl Client {
         if resp.content_length().is_some_and(|l| l > cap) {
             return Err(ReadFail::TooLarge);
         }
-        let what = format!("the answer to {}", scheme::redact_url(resp.url()));
-        let mut body = self.watched(resp, what);
+        let mut body = self.watched(resp);
         let mut buf = BytesMut::new();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(ReadFail::Io)?;
@@ -371,7 +369,7 @@ impl Client {
     /// secret scrubbed (a server may echo what it was sent).
     pub(crate) async fn read_error_body(&self, resp: Response) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut body = self.watched(resp, "an error answer");
+        let mut body = self.watched(resp);
         while let Some(Ok(chunk)) = body.next().await {
             let room = MAX_ERROR_BODY as usize - out.len();
             out.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -404,6 +402,13 @@ impl Client {
                     .flatten();
                 let (message, hint) = match tls {
                     Some((m, h)) => (m, format!("; {h}")),
+                    None if e.is_connect() && e.is_timeout() => (
+                        format!(
+                            "no connection within {} (TCP connect and TLS handshake)",
+                            timeout::secs(self.timeouts().connect)
+                        ),
+                        "; if the link is this slow, raise --connect-timeout (KOTS_BUNDLE_CONNECT_TIMEOUT, seconds)".to_string(),
+                    ),
                     None => (scheme::error_chain(e), String::new()),
                 };
                 RegistryError::Unreachable {

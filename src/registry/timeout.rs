@@ -184,18 +184,16 @@ pub(crate) struct Watched<S> {
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
     window: u64,
-    /// `blob sha256:... from REGISTRY/REPO`: what the error is about.
-    what: Arc<str>,
 }
 
 impl<S> Watched<S> {
-    pub fn new(inner: S, idle: Duration, what: impl Into<Arc<str>>) -> Watched<S> {
+    /// The caller names what the body is in its own messages.
+    pub fn new(inner: S, idle: Duration) -> Watched<S> {
         Watched {
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
             window: 0,
-            what: what.into(),
         }
     }
 }
@@ -225,8 +223,7 @@ where
         }
         if self.sleep.as_mut().poll(cx).is_ready() {
             let msg = format!(
-                "{}: stalled (less than {MIN_PROGRESS} bytes in {})",
-                self.what,
+                "stalled (less than {MIN_PROGRESS} bytes in {})",
                 secs(self.idle)
             );
             // Fire once; a caller that keeps polling gets the same verdict again later.
@@ -306,7 +303,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(500)).await;
             Some((Ok::<_, reqwest::Error>(Bytes::from_static(b"x")), n + 1))
         });
-        let mut w = Watched::new(Box::pin(trickle), quick().idle, "manifest x");
+        let mut w = Watched::new(Box::pin(trickle), quick().idle);
         let mut got = 0;
         let err = loop {
             match w.next().await.unwrap() {
@@ -315,14 +312,14 @@ mod tests {
             }
         };
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(err.to_string().starts_with("manifest x: stalled"), "{err}");
+        assert!(err.to_string().starts_with("stalled"), "{err}");
         assert!(got < 5, "{got}");
 
         let steady = futures_util::stream::unfold(0u32, |n| async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
             (n < 20).then(|| (Ok::<_, reqwest::Error>(Bytes::from(vec![1u8; 2048])), n + 1))
         });
-        let w = Watched::new(Box::pin(steady), quick().idle, "blob");
+        let w = Watched::new(Box::pin(steady), quick().idle);
         let all: Vec<_> = w.collect().await;
         assert_eq!(all.len(), 20);
         assert!(all.iter().all(Result::is_ok));

@@ -553,8 +553,6 @@ pub(crate) fn explain(
         });
     }
     let rustls_err = rustls_err?;
-    let dir_hint =
-        |host: &str| format!("/etc/docker/certs.d/{host}/ (or /etc/containers/certs.d/{host}/)");
     let Some(info) = info else {
         return Some((
             format!("TLS failed: {rustls_err}"),
@@ -580,16 +578,16 @@ pub(crate) fn explain(
                     "it is none of the certificates given ({given}): give the certificate the registry serves (its domain.crt), or the CA that signed it"
                 ),
                 Seen::SelfSigned => format!(
-                    "pass --registry-ca FILE with that certificate (the registry's domain.crt), or put it in {}ca.crt; or --insecure-skip-tls-verify",
-                    dir_hint(host)
+                    "pass --registry-ca FILE with that certificate (the registry's domain.crt), or put it in {}; or --insecure-skip-tls-verify",
+                    ca_hint(host)
                 ),
                 Seen::UnknownIssuer if !given.is_empty() => format!(
                     "none of the certificates given ({given}) nor the system's CAs signed it: give the CA certificate of {}",
                     p.issuer
                 ),
                 Seen::UnknownIssuer => format!(
-                    "pass --registry-ca FILE with the CA certificate that signed it, or put it in {}ca.crt; or --insecure-skip-tls-verify",
-                    dir_hint(host)
+                    "pass --registry-ca FILE with the CA certificate that signed it, or put it in {}; or --insecure-skip-tls-verify",
+                    ca_hint(host)
                 ),
                 Seen::NameMismatch { .. } => format!(
                     "reach the registry by a name the certificate holds, or have the certificate reissued with {} in its subjectAltName",
@@ -611,6 +609,10 @@ pub(crate) fn explain(
         );
     }
     Some((format!("TLS failed: {rustls_err}"), hint))
+}
+
+fn ca_hint(host: &str) -> String {
+    format!("/etc/docker/certs.d/{host}/ca.crt (or /etc/containers/certs.d/{host}/ca.crt)")
 }
 
 fn dir_hint(host: &str) -> String {
@@ -652,9 +654,10 @@ pub(crate) fn client_cert_problem(e: &(dyn std::error::Error + 'static), info: &
                 | "CertificateRevoked"
         );
     }
-    // Connected and then cut before any answer, with no certificate to offer; once the
-    // host has answered, a cut is only a cut.
-    if info.client_cert.is_some() || info.answered.load(Ordering::Relaxed) {
+    // Connected and then cut before the host ever answered: the handshake's verdict on
+    // the certificate, as TLS 1.3 servers give it. Once the host has answered, a cut is
+    // only a cut.
+    if info.answered.load(Ordering::Relaxed) {
         return false;
     }
     super::scheme::causes(e)
