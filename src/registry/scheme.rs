@@ -83,13 +83,22 @@ pub(crate) fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
         .any(|c| c.downcast_ref::<rustls::Error>().is_some())
 }
 
-/// A URL as it may appear in messages and logs: no userinfo, query or fragment (upload
-/// sessions and storage redirects carry signed state there).
+/// A URL as it may appear in messages and logs: no userinfo, fragment or query (upload
+/// sessions and storage redirects carry signed state there), except an upload's `digest`,
+/// which says what the request was about.
 pub(crate) fn redact_url(url: &url::Url) -> String {
     let mut u = url.clone();
     let _ = u.set_username("");
     let _ = u.set_password(None);
+    let digest: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, v)| k == "digest" && v.starts_with("sha256:"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     u.set_query(None);
+    if !digest.is_empty() {
+        u.query_pairs_mut().extend_pairs(digest);
+    }
     u.set_fragment(None);
     u.to_string()
 }
@@ -169,6 +178,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(redact_url(&u), "https://s3.example/b/data");
+        let up = url::Url::parse("http://r/v2/x/blobs/uploads/u?_state=secret&digest=sha256%3Aab")
+            .unwrap();
+        assert_eq!(
+            redact_url(&up),
+            "http://r/v2/x/blobs/uploads/u?digest=sha256%3Aab"
+        );
         assert_eq!(authority(&u), "s3.example");
         let u = url::Url::parse("http://127.0.0.1:5000/v2/").unwrap();
         assert_eq!(authority(&u), "127.0.0.1:5000");
