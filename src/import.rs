@@ -109,7 +109,8 @@ pub async fn preflight(
     Ok(())
 }
 
-/// Pushes resolved images to their targets; shared by import and pull.
+/// Pushes resolved images to their targets and proves each pushed manifest landed; shared
+/// by import and pull.
 pub async fn push(
     source: Arc<dyn copy::ImageSource>,
     client: &Client,
@@ -134,8 +135,9 @@ pub async fn push(
     let total: u64 = images.iter().map(|i| i.size()).sum();
     let progress = Arc::new(Progress::new("pushed", total, quiet));
     let dest = Arc::new(RegistryDest::new(client.clone(), concurrency));
-    let report = copy::copy_images(source, dest, &jobs, progress.clone()).await?;
+    let report = copy::copy_images(source, dest.clone(), &jobs, progress.clone()).await?;
     progress.finish();
+    dest.confirm_landed().await?;
     Ok(report)
 }
 

@@ -886,3 +886,210 @@ fn export_from_a_token_source_uses_docker_config_credentials() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Where credentials may go, and what a hostile or broken token service cannot do
+
+/// A client with the credential flags' USER/`password` for `reg`, no docker config.
+fn token_client(reg: &TestRegistry, password: &str) -> (Client, tempfile::TempDir) {
+    let cfg = empty_docker_config();
+    let client = Client::new(RegistryOptions {
+        docker_config_dir: Some(cfg.path().to_path_buf()),
+        retry: kots_bundle::registry::RetryPolicy {
+            base_delay: std::time::Duration::from_millis(10),
+            ..Default::default()
+        },
+        ..options(reg, false, password)
+    })
+    .unwrap();
+    (client, cfg)
+}
+
+#[test]
+fn credentials_are_not_sent_to_a_plain_http_realm_on_another_host() {
+    let mut ts = TokenServer::start(TokenPolicy::new(USER, PASS, &["myapp/"]));
+    // The same token server, named by another host name, over plain HTTP.
+    let port = ts.addr.rsplit_once(':').unwrap().1.to_string();
+    ts.set_realm(format!("http://localhost:{port}/token"));
+    let reg = TestRegistry::start_token(&ts);
+    assert!(reg.addr.starts_with("127.0.0.1:"));
+
+    let work = tempfile::tempdir().unwrap();
+    let (_src, archive) = exported_app(work.path());
+    let app = work.path().join("app");
+    let out = import(&reg, &archive, &app, "myapp", Some(PASS), None);
+    let e = stderr(&out);
+    assert_failed_cleanly(&out);
+    assert!(e.contains("did not send the credentials"), "says so: {e}");
+    assert!(
+        e.contains(&format!("http://localhost:{port}/token")),
+        "names the realm: {e}"
+    );
+    assert!(
+        ts.requests().iter().all(|r| r.user.is_none()),
+        "no credentials reached the realm: {:?}",
+        ts.requests()
+    );
+    assert_no_secret(&out, work.path(), PASS);
+    assert!(!app.exists());
+}
+
+#[test]
+fn a_huge_token_or_manifest_answer_is_refused_without_being_read() {
+    const HUGE: u64 = 256 * 1024 * 1024;
+    let rt = runtime();
+    for (status, declared) in [(200, false), (200, true), (401, false)] {
+        let mut ts = TokenServer::start(TokenPolicy::new(USER, PASS, &["myapp/"]));
+        let proxy = common::faulty::FaultyProxy::start(&ts.addr, move |_, path, _| {
+            path.starts_with("/token")
+                .then_some(common::faulty::Fault::Huge(status, HUGE, declared))
+        });
+        ts.set_realm(format!("http://{}/token", proxy.addr));
+        let reg = TestRegistry::start_token(&ts);
+        let (client, _cfg) = token_client(&reg, PASS);
+        let err = rt
+            .block_on(client.check_push(&reg.addr, "myapp/x"))
+            .expect_err("a 256 MiB token answer is refused");
+        let msg = chain(&err);
+        assert!(msg.contains(&reg.addr), "names the registry: {msg}");
+        if status == 200 {
+            assert!(
+                msg.contains("token answer") && msg.contains("larger than"),
+                "{msg}"
+            );
+        } else {
+            assert!(msg.contains("rejected the credentials"), "{msg}");
+        }
+        let read = proxy.huge_sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(read < 32 * 1024 * 1024, "read {read} bytes of the answer");
+    }
+
+    // A manifest answer without a length, streaming on past the cap.
+    let plain = TestRegistry::start();
+    let proxy = common::faulty::FaultyProxy::start(&plain.addr, |_, path, _| {
+        path.contains("/manifests/")
+            .then_some(common::faulty::Fault::Huge(200, HUGE, false))
+    });
+    let client = Client::new(RegistryOptions::default()).unwrap();
+    let Err(err) = rt.block_on(client.get_manifest(&proxy.addr, "x/y", "v1")) else {
+        panic!("a 256 MiB manifest must be refused");
+    };
+    let msg = chain(&err);
+    assert!(
+        msg.contains("manifest v1") && msg.contains("larger than"),
+        "{msg}"
+    );
+    assert!(proxy.huge_sent.load(std::sync::atomic::Ordering::Relaxed) < 64 * 1024 * 1024);
+}
+
+#[test]
+fn credentials_echoed_by_a_server_or_held_in_a_realm_url_never_reach_a_message() {
+    const BASIC: &str = "a2ItdXNlcjpUb2szbi1zM2NyZXQtUHc="; // kb-user:Tok3n-s3cret-Pw
+    assert_eq!(
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{USER}:{PASS}")
+        ),
+        BASIC
+    );
+    // A token service whose refusal repeats what it was sent.
+    let mut ts = TokenServer::start(TokenPolicy::new(USER, PASS, &["myapp/"]));
+    let proxy = common::faulty::FaultyProxy::start(&ts.addr, |_, path, _| {
+        path.starts_with("/token").then_some(common::faulty::Fault::Answer(
+            401,
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad login kb-user:Tok3n-s3cret-Pw (Authorization: Basic a2ItdXNlcjpUb2szbi1zM2NyZXQtUHc=)"}]}"#,
+        ))
+    });
+    // Userinfo in the realm is the registry operator's, and no business of any message.
+    ts.set_realm(format!(
+        "http://realmuser:realm-s3cret@{}/token",
+        proxy.addr
+    ));
+    let reg = TestRegistry::start_token(&ts);
+
+    let work = tempfile::tempdir().unwrap();
+    let (_src, archive) = exported_app(work.path());
+    let app = work.path().join("app");
+    let empty = empty_docker_config();
+    let mut cmd = bin();
+    cmd.arg("-vv")
+        .arg("import")
+        .arg(&archive)
+        .args([
+            "--registry-endpoint",
+            &reg.addr,
+            "--image-namespace",
+            "myapp",
+        ])
+        .arg("--dest")
+        .arg(&app)
+        .args(["--registry-username", USER, "--registry-password-stdin"])
+        .env("DOCKER_CONFIG", empty.path());
+    let out = output_with_stdin(&mut cmd, &format!("{PASS}\n"));
+    let e = stderr(&out);
+    assert_failed_cleanly(&out);
+    assert!(e.contains("rejected the credentials"), "{e}");
+    assert!(
+        e.contains("<redacted>"),
+        "the echo is kept, the secret is not: {e}"
+    );
+    for secret in [PASS, BASIC, "realm-s3cret", "realmuser"] {
+        assert!(!e.contains(secret), "{secret} in the output: {e}");
+    }
+    assert_no_secret(&out, work.path(), PASS);
+    assert!(
+        !proxy.seen.lock().unwrap().is_empty(),
+        "the realm was asked"
+    );
+}
+
+#[test]
+fn each_commands_help_describes_only_the_registry_flags_it_has() {
+    let help = |cmd: &str| ok(bin().args([cmd, "--help"]).output().unwrap(), cmd);
+    let export = help("export");
+    for absent in [
+        "destination registry",
+        "--registry-username",
+        "--registry-cert-dir",
+    ] {
+        assert!(
+            !export.contains(absent),
+            "export --help has {absent:?}:\n{export}"
+        );
+    }
+    for present in [
+        "--source-cert-dir",
+        "--registry-ca",
+        "--idle-timeout",
+        "--connect-timeout",
+    ] {
+        assert!(
+            export.contains(present),
+            "export --help lacks {present}:\n{export}"
+        );
+    }
+    let import = help("import");
+    for present in [
+        "--registry-username",
+        "--registry-password-stdin",
+        "--registry-cert-dir",
+        "--idle-timeout",
+    ] {
+        assert!(
+            import.contains(present),
+            "import --help lacks {present}:\n{import}"
+        );
+    }
+    assert!(!import.contains("--source-cert-dir"), "{import}");
+    let pull = help("pull");
+    for present in [
+        "--registry-cert-dir",
+        "--source-cert-dir",
+        "--registry-username",
+    ] {
+        assert!(
+            pull.contains(present),
+            "pull --help lacks {present}:\n{pull}"
+        );
+    }
+}

@@ -304,3 +304,222 @@ fn an_immutable_tag_conflict_is_explained() {
     );
     assert!(!dir.exists());
 }
+
+/// Runs `cmd` to its end, or kills it after `limit` and fails: a hang guard, not a
+/// timing assertion (the limit is many times what a working run takes).
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    let guard = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if d.load(std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Only the child this test started, by its id.
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        true
+    });
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let killed = guard.join().unwrap();
+    assert!(
+        !killed,
+        "still running after {limit:?}, killed; stderr so far:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_registry_that_trickles_blob_bytes_does_not_keep_export_silent_for_ever() {
+    let src = Source::start(vec![synth::ImageSpec::new("a:v1", 41)]);
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("m");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("pod.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: quay.io/org/a:v1}\n",
+    )
+    .unwrap();
+    // Never two seconds without a byte, so a per-read timeout never fires; yet 2 bytes a
+    // second would take days for one layer.
+    let proxy = FaultyProxy::start(&src.reg.addr, |method, path, _| {
+        (method == "GET" && path.contains("/blobs/sha256:"))
+            .then_some(Fault::Trickle(Duration::from_millis(500)))
+    });
+    let out = run_bounded(
+        bin()
+            .arg("export")
+            .arg(&app)
+            .arg("-o")
+            .arg(work.path().join("a.airgap"))
+            .args([
+                "--registry-mirror",
+                &format!("quay.io={}/quay.io", proxy.addr),
+            ])
+            .args(["--idle-timeout", "2"]),
+        Duration::from_secs(240),
+    );
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains(&proxy.addr), "names the registry: {e}");
+    assert!(e.contains("blob sha256:"), "names the request: {e}");
+    assert!(e.contains("stalled"), "says what happened: {e}");
+    assert!(
+        e.contains("WARN") && e.find("WARN") < e.find("error:"),
+        "says something before giving up: {e}"
+    );
+    assert!(!work.path().join("a.airgap").exists());
+}
+
+#[test]
+fn a_registry_that_accepts_connections_and_never_answers_is_given_up_on() {
+    let w = world();
+    // Accepts, reads nothing, answers nothing (the TLS handshake and the HTTP answer wait).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let dir = w.work.path().join("app");
+    let out = run_bounded(
+        import_cmd(&addr, &w.archive, &dir)
+            .env("KOTS_BUNDLE_CONNECT_TIMEOUT", "1")
+            .env("KOTS_BUNDLE_IDLE_TIMEOUT", "1"),
+        Duration::from_secs(120),
+    );
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains(&format!("registry {addr}")),
+        "names the registry: {e}"
+    );
+    assert!(e.contains("/v2/"), "names the request: {e}");
+    assert!(
+        e.contains("timed out") || e.contains("no answer within"),
+        "says it waited: {e}"
+    );
+    assert!(!dir.exists());
+}
+
+#[test]
+fn an_upload_slower_than_the_idle_timeout_but_moving_goes_through() {
+    let w = world();
+    let dest = TestRegistry::start();
+    // 256 KiB/s: every layer takes longer than the 1 s idle timeout, and keeps moving.
+    let proxy = FaultyProxy::start(&dest.addr, |method, path, _| {
+        is_blob_put(method, path).then_some(Fault::SlowUpload(256 * 1024))
+    });
+    let dir = w.work.path().join("app");
+    let out = run_bounded(
+        import_cmd(&proxy.addr, &w.archive, &dir).env("KOTS_BUNDLE_IDLE_TIMEOUT", "1"),
+        Duration::from_secs(300),
+    );
+    ok(out, "import through a slow link");
+    assert!(proxy
+        .faults()
+        .iter()
+        .any(|f| f.fault == Some(Fault::SlowUpload(256 * 1024))));
+    all_there(&w.src, &dest);
+}
+
+#[test]
+fn a_registry_that_answers_201_and_stores_nothing_fails_the_import() {
+    let w = world();
+    let dest = TestRegistry::start();
+    // Manifest pushes are swallowed: the body is read, 201 comes back, nothing is stored.
+    let proxy = FaultyProxy::start(&dest.addr, |method, path, _| {
+        (method == "PUT" && path.contains("/manifests/")).then_some(Fault::Status(201))
+    });
+    let dir = w.work.path().join("app");
+    let out = import_cmd(&proxy.addr, &w.archive, &dir).output().unwrap();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("nothing was stored"), "{e}");
+    assert!(
+        e.contains(&format!("{}/ns/", proxy.addr)),
+        "names the image: {e}"
+    );
+    assert!(
+        !dir.exists(),
+        "no app directory points at images that are not there"
+    );
+    // Independently: the registry indeed has no manifest.
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/ns/b:v1", dest.addr))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_refused_connection_is_said_once_and_the_error_names_the_registry() {
+    let closed = format!("127.0.0.1:{}", common::free_port());
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("m");
+    std::fs::create_dir(&app).unwrap();
+    let mut pod =
+        String::from("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n");
+    for i in 0..6 {
+        pod.push_str(&format!(
+            "  - {{name: c{i}, image: {closed}/org/img{i}:v1}}\n"
+        ));
+    }
+    std::fs::write(app.join("pod.yaml"), pod).unwrap();
+    let out = run_bounded(
+        bin()
+            .arg("export")
+            .arg(&app)
+            .arg("-o")
+            .arg(work.path().join("a.airgap"))
+            .args(["--concurrency", "4"]),
+        Duration::from_secs(120),
+    );
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    let warnings = e.lines().filter(|l| l.contains("WARN")).count();
+    assert_eq!(
+        warnings, 1,
+        "one warning, not one per retry per image:\n{e}"
+    );
+    assert!(
+        e.contains(&format!("cannot reach registry {closed}")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_read_only_registry_is_said_to_refuse_pushes() {
+    let w = world();
+    let dest = TestRegistry::start_with(common::RegistryConfig {
+        read_only: true,
+        ..common::RegistryConfig::default()
+    });
+    let dir = w.work.path().join("app");
+    let out = import_cmd(&dest.addr, &w.archive, &dir).output().unwrap();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains(&format!("registry {} refuses pushes to ns/", dest.addr)),
+        "{e}"
+    );
+    assert!(e.contains("read-only"), "{e}");
+    assert!(!dir.exists());
+}

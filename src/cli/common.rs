@@ -2,35 +2,84 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::registry::{load_registries_conf, Credentials, Mirror, RegistryOptions};
+use crate::registry::{
+    load_registries_conf, CertDirs, Credentials, Mirror, RegistryOptions, Role, Timeouts,
+};
 
-/// How to reach registries: TLS, plain HTTP, mirrors and credentials.
+/// How to reach registries: TLS, plain HTTP, timeouts, transfers at once. Every command
+/// that talks to registries has these; they apply to each registry it talks to.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RegistryArgs {
-    /// Username for the destination registry (else docker login's config, else anonymous).
-    #[arg(long, env = "KOTS_BUNDLE_REGISTRY_USERNAME")]
-    pub registry_username: Option<String>,
-    /// Read the registry password (or token) from standard input.
-    #[arg(long)]
-    pub registry_password_stdin: bool,
-    /// Refused: a password on the command line leaks into `ps` and shell history.
-    #[arg(long, hide = true)]
-    pub registry_password: Option<String>,
-    /// Trust this CA certificate (PEM) for registry TLS, in addition to the system's.
+    /// Trust this CA certificate (PEM) for registry TLS, besides the system's (repeatable).
+    /// A registry's own self-signed certificate (Docker's domain.crt) may be given too; its
+    /// host names and validity are still checked.
     #[arg(long, value_name = "FILE")]
     pub registry_ca: Vec<PathBuf>,
-    /// Do not verify registry TLS certificates (prefer --registry-ca).
+    /// Do not verify registry TLS certificates (prefer --registry-ca or a cert directory).
     #[arg(long)]
     pub insecure_skip_tls_verify: bool,
     /// Use plain HTTP for every registry (default only for localhost and 127.0.0.1).
     #[arg(long)]
     pub plain_http: bool,
+    /// Seconds to wait for a registry's TCP connection and TLS handshake.
+    #[arg(long, value_name = "SECS", env = "KOTS_BUNDLE_CONNECT_TIMEOUT", default_value = "30", value_parser = parse_secs)]
+    pub connect_timeout: Duration,
+    /// Seconds a registry may stay silent (less than 1 KiB moved, or no answer) before the
+    /// request is retried; a far or slow link may need more.
+    #[arg(long, value_name = "SECS", env = "KOTS_BUNDLE_IDLE_TIMEOUT", default_value = "60", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
     /// Blob transfers at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+}
+
+/// Login and certificates for the destination registry (--registry-endpoint): import, and
+/// pull with --rewrite-images.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LoginArgs {
+    /// Username for the destination registry (else docker login's config, else anonymous).
+    #[arg(long, env = "KOTS_BUNDLE_REGISTRY_USERNAME")]
+    pub registry_username: Option<String>,
+    /// Read the destination registry's password (or token) from standard input.
+    #[arg(long)]
+    pub registry_password_stdin: bool,
+    /// Refused: a password on the command line leaks into `ps` and shell history.
+    #[arg(long, hide = true)]
+    pub registry_password: Option<String>,
+    /// The destination registry's certificate directory: CA certificates (*.crt) and a
+    /// client certificate (client.cert + client.key), as skopeo's --dest-cert-dir. Default:
+    /// /etc/docker/certs.d/HOST[:PORT]/ or /etc/containers/certs.d/HOST[:PORT]/.
+    #[arg(long, value_name = "DIR")]
+    pub registry_cert_dir: Option<PathBuf>,
+}
+
+/// Seconds, whole or not (`2`, `0.5`), more than zero.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v > 0.0 && v.is_finite() && v <= 86_400.0) {
+        return Err(format!(
+            "{s:?}: give a number of seconds above 0 (at most a day)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Roots of per-host cert directories (`KOTS_BUNDLE_CERTS_D`, colon separated) instead of
+/// /etc/docker/certs.d and /etc/containers/certs.d: for unusual layouts, and tests.
+fn cert_dir_roots() -> Option<Vec<PathBuf>> {
+    let v = std::env::var_os("KOTS_BUNDLE_CERTS_D")?;
+    Some(
+        std::env::split_paths(&v)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+    )
 }
 
 /// Where source images are read from and which of their platforms to keep (export, pull).
@@ -47,6 +96,11 @@ pub struct SourceArgs {
     /// default: all platforms). Images pinned by digest always keep all.
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Vec<String>,
+    /// The source registries' certificate directory: CA certificates (*.crt) and a client
+    /// certificate (client.cert + client.key), as skopeo's --src-cert-dir; used for every
+    /// source registry instead of /etc/docker/certs.d/HOST[:PORT]/.
+    #[arg(long, value_name = "DIR")]
+    pub source_cert_dir: Option<PathBuf>,
 }
 
 impl SourceArgs {
@@ -66,31 +120,44 @@ impl SourceArgs {
 }
 
 impl RegistryArgs {
-    /// TLS and plain-HTTP settings, and docker login's config (read by the client).
-    fn connection(&self) -> anyhow::Result<RegistryOptions> {
-        self.refuse_password_flag()?;
-        Ok(RegistryOptions {
+    /// TLS, plain-HTTP and timeout settings (docker login's config is read by the client).
+    fn connection(&self, role: Role, cert_dir: Option<&PathBuf>) -> RegistryOptions {
+        RegistryOptions {
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             ca_files: self.registry_ca.clone(),
+            cert_dirs: CertDirs {
+                explicit: cert_dir.cloned(),
+                roots: cert_dir_roots(),
+            },
+            role,
+            timeouts: Timeouts {
+                connect: self.connect_timeout,
+                idle: self.idle_timeout,
+            },
             plain_http: self.plain_http,
             user_agent: Some(format!("kots-bundle/{}", env!("CARGO_PKG_VERSION"))),
             ..RegistryOptions::default()
-        })
+        }
     }
 
     /// Options for reading source images: TLS, mirrors, and docker login's config; the
-    /// credential flags belong to the destination and are never sent to a source.
+    /// destination's credentials are never sent to a source.
     pub fn source_options(&self, source: &SourceArgs) -> anyhow::Result<RegistryOptions> {
         Ok(RegistryOptions {
             mirrors: source.mirrors()?,
-            ..self.connection()?
+            ..self.connection(Role::Source, source.source_cert_dir.as_ref())
         })
     }
 
-    /// Options for pushing to `host`, with the credential flags (password read from stdin).
-    pub fn destination_options(&self, host: &str) -> anyhow::Result<RegistryOptions> {
-        let mut options = self.connection()?;
-        options.credentials = match (&self.registry_username, self.registry_password_stdin) {
+    /// Options for pushing to `host`, with the login flags (password read from stdin).
+    pub fn destination_options(
+        &self,
+        login: &LoginArgs,
+        host: &str,
+    ) -> anyhow::Result<RegistryOptions> {
+        login.refuse_password_flag()?;
+        let mut options = self.connection(Role::Destination, login.registry_cert_dir.as_ref());
+        options.credentials = match (&login.registry_username, login.registry_password_stdin) {
             (Some(user), true) => {
                 let mut line = String::new();
                 std::io::stdin()
@@ -117,12 +184,18 @@ impl RegistryArgs {
         };
         Ok(options)
     }
+}
 
-    /// For commands without a destination registry.
-    pub fn refuse_destination_credentials(&self) -> anyhow::Result<()> {
-        if self.registry_username.is_some() || self.registry_password_stdin {
+impl LoginArgs {
+    /// For a run without a destination registry (pull without --rewrite-images).
+    pub fn refuse_without_destination(&self) -> anyhow::Result<()> {
+        self.refuse_password_flag()?;
+        if self.registry_username.is_some()
+            || self.registry_password_stdin
+            || self.registry_cert_dir.is_some()
+        {
             bail!(
-                "--registry-username/--registry-password-stdin are for the destination registry; source registries use `docker login` credentials (config.json)"
+                "--registry-username, --registry-password-stdin and --registry-cert-dir are for the destination registry (--rewrite-images --registry-endpoint); source registries use `docker login` credentials (config.json) and --source-cert-dir"
             );
         }
         Ok(())

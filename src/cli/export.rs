@@ -49,7 +49,6 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
     // Images are found in what the app renders to (templates, charts), not in the templates.
     let rendered = super::render::for_discovery(&upstream, &args.render)?;
     let mut found = args.selection.select(&rendered.for_discovery())?;
-    args.registry.refuse_destination_credentials()?;
     let client = Client::new(args.registry.source_options(&args.source)?)?;
     rt.block_on(confirm_candidates(
         &mut found,

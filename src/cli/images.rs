@@ -108,7 +108,6 @@ pub fn run(args: &ImagesArgs) -> anyhow::Result<i32> {
         if !args.source.platform.is_empty() {
             bail!("--platform has no effect on images");
         }
-        args.registry.refuse_destination_credentials()?;
         let client = Client::new(args.registry.source_options(&args.source)?)?;
         runtime()?.block_on(confirm_candidates(
             &mut found,

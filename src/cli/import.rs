@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use super::common::{runtime, RegistryArgs};
+use super::common::{runtime, LoginArgs, RegistryArgs};
 use crate::cli::exit;
 use crate::import::{import, Destination, ImportOptions};
 use crate::overlay::{PullSecret, WriteOptions};
@@ -85,13 +85,15 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub render: super::render::RenderArgs,
     #[command(flatten)]
+    pub login: LoginArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
 pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
     let destination = args.destination.destination()?;
     let host = destination.endpoint.registry.clone();
-    let options = args.registry.destination_options(&host)?;
+    let options = args.registry.destination_options(&args.login, &host)?;
     let write = args
         .destination
         .write_options(options.credentials.as_ref().map(|(_, c)| c), &host)?;

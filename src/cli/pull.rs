@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use super::common::{runtime, RegistryArgs, SourceArgs};
+use super::common::{runtime, LoginArgs, RegistryArgs, SourceArgs};
 use super::import::DestinationArgs;
 use super::selection::{confirm_candidates, report_problems, SelectionArgs};
 use crate::cli::exit;
@@ -47,6 +47,8 @@ pub struct PullArgs {
     pub render: super::render::RenderArgs,
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub login: LoginArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -125,12 +127,12 @@ pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
         Some(d) => {
             let destination = d.destination()?;
             let host = destination.endpoint.registry.clone();
-            let options = args.registry.destination_options(&host)?;
+            let options = args.registry.destination_options(&args.login, &host)?;
             let write = d.write_options(options.credentials.as_ref().map(|(_, c)| c), &host)?;
             (Some(destination), Some(Client::new(options)?), write)
         }
         None => {
-            args.registry.refuse_destination_credentials()?;
+            args.login.refuse_without_destination()?;
             (None, None, WriteOptions::default())
         }
     };

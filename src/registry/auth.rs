@@ -18,8 +18,11 @@ use serde::Deserialize;
 
 use super::error::{self, Action, RegistryError};
 use super::keychain::{self, Secret};
-use super::retry::{self, Attempt, RetryPolicy};
-use super::scheme;
+use super::retry::{self, Attempt};
+use super::{scheme, Client};
+
+/// A token answer is a few KiB of JSON; more than this is refused unread.
+pub const MAX_TOKEN_BODY: u64 = 1024 * 1024;
 
 /// What `GET /v2/` (or a 401 on any request) asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,8 +237,7 @@ impl Auth {
     /// The `Authorization` value for a request with these scopes, if any.
     pub async fn header(
         &self,
-        http: &reqwest::Client,
-        policy: &RetryPolicy,
+        client: &Client,
         registry: &str,
         challenge: &Challenge,
         scopes: &[String],
@@ -258,8 +260,7 @@ impl Auth {
                 }
                 let secret = self.secret(registry)?;
                 let token = fetch_token(
-                    http,
-                    policy,
+                    client,
                     registry,
                     realm,
                     service.as_deref(),
@@ -272,6 +273,47 @@ impl Auth {
                 Ok(Some(header))
             }
         }
+    }
+
+    /// `text` with every secret this client knows (passwords, identity tokens, Bearer
+    /// tokens, Basic header values) replaced: for what a server echoes back in an error.
+    pub fn scrub(&self, text: &[u8]) -> Vec<u8> {
+        let mut secrets: Vec<String> = Vec::new();
+        let mut add = |s: &Secret| match s {
+            Secret::Basic { username, password } => {
+                secrets.push(password.clone());
+                secrets.push(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{password}")),
+                );
+            }
+            Secret::IdentityToken { token, .. } => secrets.push(token.clone()),
+        };
+        if let Some((_, s)) = &self.explicit {
+            add(s);
+        }
+        for s in self.secrets.lock().unwrap().values().flatten() {
+            add(s);
+        }
+        secrets.extend(
+            self.tokens
+                .lock()
+                .unwrap()
+                .values()
+                .map(|t| t.value.clone()),
+        );
+        // Too short a value would match ordinary words.
+        secrets.retain(|s| s.len() >= 4);
+        if secrets.is_empty() {
+            return text.to_vec();
+        }
+        let mut out = String::from_utf8_lossy(text).into_owned();
+        for s in &secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+        out.into_bytes()
     }
 
     /// Forgets the cached token for these scopes (the registry answered 401 with it).
@@ -307,10 +349,11 @@ fn bearer_header(token: &str) -> HeaderValue {
 }
 
 /// Asks the token service for a token covering `scopes` (none: just prove the credentials,
-/// as `ping` does). Retries like every other request.
+/// as `ping` does). Retries like every other request. Credentials go to the realm only over
+/// HTTPS or to the registry's own host: a challenge cannot send them in clear text to a
+/// host of its choosing.
 pub(crate) async fn fetch_token(
-    http: &reqwest::Client,
-    policy: &RetryPolicy,
+    client: &Client,
     registry: &str,
     realm: &str,
     service: Option<&str>,
@@ -320,8 +363,17 @@ pub(crate) async fn fetch_token(
     let mut url = reqwest::Url::parse(realm).map_err(|e| RegistryError::Protocol {
         registry: registry.to_string(),
         repository: String::new(),
-        why: format!("the token realm {realm:?} in the registry's challenge is not a URL: {e}"),
+        why: format!("the token realm in the registry's challenge is not a URL: {e}"),
     })?;
+    if secret.is_some() && !may_receive_credentials(&url, registry) {
+        return Err(RegistryError::CredentialsWithheld {
+            registry: registry.to_string(),
+            realm: scheme::redact_url(&url),
+        });
+    }
+    // Userinfo in a realm would be sent as Basic credentials by the HTTP stack.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
     let refresh = matches!(secret, Some(Secret::IdentityToken { .. }));
     if !refresh {
         let mut q = url.query_pairs_mut();
@@ -336,113 +388,131 @@ pub(crate) async fn fetch_token(
         }
     }
     let method = if refresh { "POST" } else { "GET" };
-    let what = format!("{method} {}", url_without_query(&url));
+    let shown = scheme::redact_url(&url);
+    let what = format!("{method} {shown}");
     let user = secret.and_then(|s| s.username().map(str::to_string));
-    retry::run(policy, &what, || async {
-        let rb = match secret {
-            Some(Secret::IdentityToken { token, .. }) => {
-                // OAuth2 refresh-token grant (docker's identitytoken flow).
-                let mut form: Vec<(&str, &str)> = vec![
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", token),
-                    ("client_id", "kots-bundle"),
-                ];
-                if let Some(s) = service {
-                    form.push(("service", s));
-                }
-                let joined = scopes.join(" ");
-                if !scopes.is_empty() {
-                    form.push(("scope", &joined));
-                }
-                let body = url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(form)
-                    .finish();
-                http.post(url.clone())
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .body(body)
-            }
-            Some(Secret::Basic { username, password }) => http.get(url.clone()).header(
-                reqwest::header::AUTHORIZATION,
-                basic_header(username, password),
-            ),
-            None => http.get(url.clone()),
-        };
-        let resp = match rb.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let err = RegistryError::Unreachable {
-                    registry: registry.to_string(),
-                    url: url_without_query(&url),
-                    message: format!("token service: {}", scheme::error_chain(&e)),
-                    hint: if scheme::is_tls_error(&e) {
-                        scheme::tls_hint(registry)
-                    } else {
-                        String::new()
-                    },
-                };
-                return if retry::is_retryable_error(&e) {
-                    Attempt::Retry {
-                        why: err.to_string(),
-                        last: Err(err),
-                        after: None,
+    let host = client.host_for(Some(registry), &url)?;
+    client
+        .retrier()
+        .run(registry, &what, || async {
+            let rb = match secret {
+                Some(Secret::IdentityToken { token, .. }) => {
+                    // OAuth2 refresh-token grant (docker's identitytoken flow).
+                    let mut form: Vec<(&str, &str)> = vec![
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", token),
+                        ("client_id", "kots-bundle"),
+                    ];
+                    if let Some(s) = service {
+                        form.push(("service", s));
                     }
-                } else {
-                    Attempt::Done(Err(err))
-                };
-            }
-        };
-        let status = resp.status();
-        tracing::debug!(method, url = %url_without_query(&url), status = status.as_u16(), "token");
-        if status.is_success() {
-            let body = match resp.bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    return Attempt::Retry {
-                        why: scheme::error_chain(&e),
+                    let joined = scopes.join(" ");
+                    if !scopes.is_empty() {
+                        form.push(("scope", &joined));
+                    }
+                    let body = url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(form)
+                        .finish();
+                    host.http
+                        .post(url.clone())
+                        .header(
+                            reqwest::header::CONTENT_TYPE,
+                            "application/x-www-form-urlencoded",
+                        )
+                        .body(body)
+                }
+                Some(Secret::Basic { username, password }) => host.http.get(url.clone()).header(
+                    reqwest::header::AUTHORIZATION,
+                    basic_header(username, password),
+                ),
+                None => host.http.get(url.clone()),
+            };
+            let resp = match client
+                .transmit(&host, rb, &super::timeout::Meter::new())
+                .await
+            {
+                Ok(r) => r,
+                Err(f) => {
+                    let err = client.transport_error(registry, &url, &host, &f);
+                    return if f.retryable_with(&host) {
+                        Attempt::Retry {
+                            why: f.why(),
+                            last: Err(err),
+                            after: None,
+                        }
+                    } else {
+                        Attempt::Done(Err(err))
+                    };
+                }
+            };
+            let status = resp.status();
+            tracing::debug!(method, url = %shown, status = status.as_u16(), "token");
+            if status.is_success() {
+                return match client.read_capped(resp, MAX_TOKEN_BODY).await {
+                    Ok(body) => Attempt::Done(parse_token(registry, &body)),
+                    Err(super::ReadFail::TooLarge) => Attempt::Done(Err(RegistryError::TooLarge {
+                        registry: registry.to_string(),
+                        what: format!("a token answer (from {shown})"),
+                        limit: MAX_TOKEN_BODY,
+                    })),
+                    Err(super::ReadFail::Io(e)) => Attempt::Retry {
+                        why: e.to_string(),
                         last: Err(RegistryError::Protocol {
                             registry: registry.to_string(),
                             repository: String::new(),
-                            why: format!("reading the token answer: {}", scheme::error_chain(&e)),
+                            why: format!("reading the token answer from {shown}: {e}"),
                         }),
                         after: None,
-                    }
-                }
-            };
-            return Attempt::Done(parse_token(registry, &body));
-        }
-        let retry_after = retry::retry_after(resp.headers());
-        let body = resp.bytes().await.unwrap_or_default();
-        let ctx = error::Context {
-            registry,
-            repository: "",
-            method,
-            path: url.path(),
-            action: Action::Pull,
-            what: "token",
-            // A 401/403 from the token service with credentials means they are wrong.
-            user: user.as_deref(),
-            insufficient_scope: false,
-        };
-        let status = status.as_u16();
-        let err = if (status == 401 || status == 403) && user.is_some() {
-            error::from_response(&ctx, 401, &body)
-        } else {
-            error::from_response(&ctx, status, &body)
-        };
-        if retry::is_retryable_status(reqwest::StatusCode::from_u16(status).unwrap()) {
-            Attempt::Retry {
-                why: format!("HTTP {status}"),
-                last: Err(err),
-                after: retry_after,
+                    },
+                };
             }
-        } else {
-            Attempt::Done(Err(err))
-        }
-    })
-    .await
+            let retry_after = retry::retry_after(resp.headers());
+            let body = client.read_error_body(resp).await;
+            let ctx = error::Context {
+                registry,
+                repository: "",
+                method,
+                path: url.path(),
+                action: Action::Pull,
+                what: "token",
+                // A 401/403 from the token service with credentials means they are wrong.
+                user: user.as_deref(),
+                insufficient_scope: false,
+            };
+            let status = status.as_u16();
+            let err = if (status == 401 || status == 403) && user.is_some() {
+                error::from_response(&ctx, 401, &body)
+            } else {
+                error::from_response(&ctx, status, &body)
+            };
+            if retry::is_retryable_status(reqwest::StatusCode::from_u16(status).unwrap()) {
+                Attempt::Retry {
+                    why: format!("HTTP {status}"),
+                    last: Err(err),
+                    after: retry_after,
+                }
+            } else {
+                Attempt::Done(Err(err))
+            }
+        })
+        .await
+}
+
+/// Whether credentials may be sent to this token realm: over HTTPS, or to the registry's
+/// own host (which sees them anyway).
+fn may_receive_credentials(realm: &reqwest::Url, registry: &str) -> bool {
+    if realm.scheme() == "https" {
+        return true;
+    }
+    let registry_host = scheme::strip_port(scheme::api_host(registry));
+    let registry_host = registry_host.trim_start_matches('[').trim_end_matches(']');
+    realm
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .is_some_and(|h| {
+            h.eq_ignore_ascii_case(registry_host)
+                || h.eq_ignore_ascii_case(scheme::strip_port(registry))
+        })
 }
 
 fn parse_token(registry: &str, body: &[u8]) -> Result<Token, RegistryError> {
@@ -464,13 +534,6 @@ fn parse_token(registry: &str, body: &[u8]) -> Result<Token, RegistryError> {
     // Refresh a little early so a token does not expire between check and use.
     let expires = Instant::now() + Duration::from_secs(lifetime) - Duration::from_secs(5);
     Ok(Token { value, expires })
-}
-
-pub(crate) fn url_without_query(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
 }
 
 #[cfg(test)]
@@ -542,6 +605,49 @@ mod tests {
         assert!(t.expires < Instant::now() + Duration::from_secs(61));
         assert!(parse_token("r", br#"{"expires_in":3}"#).is_err());
         assert!(!format!("{t:?}").contains("xyz"));
+    }
+
+    #[test]
+    fn credentials_go_to_https_realms_or_the_registrys_own_host_only() {
+        let ok = |realm: &str, registry: &str| {
+            may_receive_credentials(&reqwest::Url::parse(realm).unwrap(), registry)
+        };
+        assert!(ok("https://auth.docker.io/token", "docker.io"));
+        assert!(ok("http://127.0.0.1:5001/token", "127.0.0.1:5000"));
+        assert!(ok("http://Reg.Local/token", "reg.local:5000"));
+        assert!(ok("http://[::1]:9/token", "[::1]:5000"));
+        assert!(!ok("http://localhost:5001/token", "127.0.0.1:5000"));
+        assert!(!ok("http://auth.example/token", "reg.example"));
+        assert!(!ok("http://reg.example.evil/token", "reg.example"));
+    }
+
+    #[test]
+    fn scrub_replaces_every_known_secret() {
+        let a = Auth::new(
+            Some((
+                "r".into(),
+                Secret::Basic {
+                    username: "bob".into(),
+                    password: "hunter2-pw".into(),
+                },
+            )),
+            None,
+        );
+        a.tokens.lock().unwrap().insert(
+            ("r".into(), "s".into()),
+            Token {
+                value: "tok-123456".into(),
+                expires: Instant::now() + Duration::from_secs(60),
+            },
+        );
+        let basic = base64::engine::general_purpose::STANDARD.encode("bob:hunter2-pw");
+        let body = format!("bad password hunter2-pw / Basic {basic} / Bearer tok-123456");
+        let out = String::from_utf8(a.scrub(body.as_bytes())).unwrap();
+        assert!(
+            !out.contains("hunter2") && !out.contains(&basic) && !out.contains("tok-123456"),
+            "{out}"
+        );
+        assert!(out.contains("bad password <redacted>"), "{out}");
     }
 
     #[test]

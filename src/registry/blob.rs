@@ -1,7 +1,8 @@
 //! Where a blob download resumes: a body stream that, when the connection drops mid-blob,
 //! asks again with `Range: bytes=N-` (within the retry budget) and carries on where it
-//! stopped. The caller wraps it in [`crate::digest::VerifyingStream`], so the hash runs
-//! across every resumed piece and nothing is ever buffered whole.
+//! stopped. A body that stalls (see [`super::timeout`]) counts as dropped. The caller wraps
+//! it in [`crate::digest::VerifyingStream`], so the hash runs across every resumed piece and
+//! nothing is ever buffered whole.
 
 use std::io;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub(crate) struct Resuming {
     /// Bytes handed on so far: where a resumed request starts.
     offset: u64,
     resumes: u32,
-    body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
+    body: Option<BoxStream<'static, io::Result<Bytes>>>,
 }
 
 impl Resuming {
@@ -35,6 +36,7 @@ impl Resuming {
         size: u64,
         first: Response,
     ) -> Resuming {
+        let body = client.watched(first).boxed();
         Resuming {
             client,
             ep,
@@ -43,7 +45,7 @@ impl Resuming {
             size,
             offset: 0,
             resumes: 0,
-            body: Some(first.bytes_stream().boxed()),
+            body: Some(body),
         }
     }
 
@@ -61,7 +63,7 @@ impl Resuming {
                         .open_blob(&self.ep, &self.repository, &self.digest, self.offset)
                         .await
                         .map_err(io::Error::other)?;
-                    self.body.insert(resp.bytes_stream().boxed())
+                    self.body.insert(self.client.watched(resp).boxed())
                 }
             };
             match body.next().await {
@@ -72,16 +74,13 @@ impl Resuming {
                 // The verifier judges whether the end came at the right size.
                 None => return Ok(None),
                 Some(Err(e)) => {
-                    let why = super::scheme::error_chain(&e);
+                    let why = e.to_string();
                     let policy = self.client.policy().clone();
                     self.resumes += 1;
-                    let place = format!(
-                        "blob {} from {}/{}",
-                        self.digest, self.ep.registry, self.repository
-                    );
+                    let place = place(&self.ep, &self.repository, &self.digest);
                     if self.resumes >= policy.attempts.max(1) {
                         return Err(io::Error::other(format!(
-                            "{place}: the connection dropped at byte {} of {} and {} attempts to resume failed: {why}",
+                            "{place}: the download broke off at byte {} of {} and {} attempts to resume failed: {why}",
                             self.offset,
                             self.size,
                             self.resumes - 1
@@ -89,7 +88,7 @@ impl Resuming {
                     }
                     let delay = policy.backoff(self.resumes - 1);
                     tracing::warn!(
-                        "{place}: connection dropped at byte {} of {} ({why}); resuming with Range in {:.1}s",
+                        "{place}: the download broke off at byte {} of {} ({why}); resuming with Range in {:.1}s",
                         self.offset,
                         self.size,
                         delay.as_secs_f64()
@@ -100,4 +99,8 @@ impl Resuming {
             }
         }
     }
+}
+
+fn place(ep: &Endpoint, repository: &str, digest: &Digest) -> String {
+    format!("blob {digest} from {}/{repository}", ep.registry)
 }

@@ -38,6 +38,36 @@ pub enum RegistryError {
         message: String,
         hint: String,
     },
+    /// The registry stopped sending or taking bytes (see `timeout`), past every retry.
+    #[error("registry {registry} stalled on {request}: {why}; if the link is this slow, raise --idle-timeout (KOTS_BUNDLE_IDLE_TIMEOUT, seconds)")]
+    Stalled {
+        registry: String,
+        /// `METHOD URL` (no query).
+        request: String,
+        why: String,
+    },
+    /// An answer that is read whole (manifest, token, error body) was larger than its cap.
+    #[error("registry {registry} sent {what} larger than {limit} bytes; refusing it (no real registry sends one this big)")]
+    TooLarge {
+        registry: String,
+        what: String,
+        limit: u64,
+    },
+    /// The registry's challenge names a token service the credentials must not go to.
+    #[error("registry {registry} names the token service {realm}, which is plain HTTP on another host; kots-bundle did not send the credentials there (they would cross the network unencrypted to a host that is not the registry): the registry's token realm must be https:// or on its own host")]
+    CredentialsWithheld { registry: String, realm: String },
+    /// The registry does not take uploads at all (read-only, a cache or mirror).
+    #[error(
+        "registry {registry} refuses pushes to {repository} (HTTP {status}){}: it is read-only (maintenance mode, or a pull-through cache or mirror); push to a registry that accepts uploads, or have its read-only mode turned off",
+        fmt_detail(code, message)
+    )]
+    PushRefused {
+        registry: Text,
+        repository: Text,
+        status: u16,
+        code: Option<Text>,
+        message: Option<Text>,
+    },
     /// The registry (or its token service) refused the credentials that were sent.
     #[error(
         "registry {registry} rejected the credentials{} (HTTP {status}){}; check --registry-username/--registry-password-stdin or `docker login {registry}`",
@@ -134,6 +164,7 @@ impl RegistryError {
             | RegistryError::LoginRequired { status, .. }
             | RegistryError::Denied { status, .. }
             | RegistryError::NotFound { status, .. }
+            | RegistryError::PushRefused { status, .. }
             | RegistryError::Status { status, .. } => Some(*status),
             _ => None,
         }
@@ -146,6 +177,7 @@ impl RegistryError {
             | RegistryError::LoginRequired { code, .. }
             | RegistryError::Denied { code, .. }
             | RegistryError::NotFound { code, .. }
+            | RegistryError::PushRefused { code, .. }
             | RegistryError::Status { code, .. } => code.as_deref(),
             _ => None,
         }
@@ -277,6 +309,16 @@ pub(crate) fn from_response(ctx: &Context<'_>, status: u16, body: &[u8]) -> Regi
                 code,
                 message,
             },
+        };
+    }
+    // distribution in read-only mode answers every write with 405 UNSUPPORTED.
+    if ctx.action == Action::Push && (status == 405 || parsed.has_code("UNSUPPORTED")) {
+        return RegistryError::PushRefused {
+            registry,
+            repository,
+            status,
+            code,
+            message,
         };
     }
     let name_unknown = parsed.has_code("NAME_UNKNOWN");
@@ -469,6 +511,23 @@ mod tests {
         assert!(s.contains("try again later"), "{s}");
         let s = from_response(&ctx(Action::Pull, None), 429, b"").to_string();
         assert!(s.contains("rate limiting"), "{s}");
+    }
+
+    #[test]
+    fn a_read_only_registry_refuses_pushes_to_the_repository() {
+        let body =
+            br#"{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}"#;
+        let e = from_response(&ctx(Action::Push, Some("bob")), 405, body);
+        let s = e.to_string();
+        assert!(matches!(e, RegistryError::PushRefused { .. }), "{e:?}");
+        assert!(
+            s.contains("registry harbor.local:8443 refuses pushes to myproj/app/nginx"),
+            "{s}"
+        );
+        assert!(s.contains("read-only"), "{s}");
+        // A pull that meets 405 is not about pushing.
+        let e = from_response(&ctx(Action::Pull, None), 405, body);
+        assert!(matches!(e, RegistryError::Status { .. }), "{e:?}");
     }
 
     #[test]

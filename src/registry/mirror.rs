@@ -38,6 +38,12 @@ impl Mirror {
             .trim_end_matches('/')
             .to_string();
         for (what, v) in [("source prefix", &prefix), ("mirror location", &location)] {
+            if v.contains('@') {
+                // Not echoed: what stands before the '@' is likely a password.
+                return Err(RegistryError::Config(format!(
+                    "a mirror {what} must not hold credentials (user:password@host); give them with `docker login` (config.json) for the mirror's host"
+                )));
+            }
             let valid = !v.is_empty()
                 && !v.contains(char::is_whitespace)
                 && v.split('/').all(|c| !c.is_empty());
@@ -224,6 +230,13 @@ mod tests {
             let e = Mirror::parse(bad).unwrap_err().to_string();
             assert!(e.contains("mirror"), "{bad}: {e}");
         }
+        let e = Mirror::parse("quay.io=https://bob:hunter2@mirror.local/quay")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("must not hold credentials") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]

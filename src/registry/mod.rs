@@ -4,19 +4,24 @@
 //! Each HTTP concern has its own file, like go-containerregistry's `remote/transport`:
 //! [`scheme`] (HTTPS, or plain HTTP on loopback), [`auth`] (challenges, Basic, Bearer
 //! tokens), [`keychain`] (docker config and credential helpers), [`retry`] (what is retried
-//! and how long to wait), [`error`] (registry error bodies as typed errors), [`mirror`]
-//! (pull-through mirrors), [`blob`] (streamed, verified, resumable blob reads) and
-//! [`transport`] (the registry as a copy-engine source and destination).
+//! and how long to wait), [`timeout`] (when a silent registry is given up on), [`tls`] (which
+//! certificates are trusted, client certificates) with [`certdir`] (docker's and podman's
+//! `certs.d`), [`error`] (registry error bodies as typed errors), [`mirror`] (pull-through
+//! mirrors), [`blob`] (streamed, verified, resumable blob reads) and [`transport`] (the
+//! registry as a copy-engine source and destination).
 
 pub mod transport;
 
 mod auth;
 mod blob;
+mod certdir;
 mod error;
 mod keychain;
 mod mirror;
 mod retry;
 mod scheme;
+mod timeout;
+mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -35,11 +40,15 @@ use crate::digest::Digest;
 
 use auth::{Auth, Challenge};
 use error::Action;
-use retry::Attempt;
+use retry::{Attempt, Retrier};
+use timeout::Meter;
 
+pub use certdir::{default_roots as default_cert_dir_roots, CertDirs};
 pub use error::RegistryError;
 pub use mirror::{load_registries_conf, Mirror};
 pub use retry::RetryPolicy;
+pub use timeout::Timeouts;
+pub use tls::Role;
 
 /// A blob's bytes as they arrive.
 pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -48,8 +57,11 @@ pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>
 /// in memory.
 pub const MAX_MANIFEST_SIZE: u64 = 16 * 1024 * 1024;
 
-/// Error bodies are read up to this much, for the message.
-const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
+
+/// Error bodies are read up to this much, for the message; the rest is not read.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
 
 /// A username and password (or token) for one registry. `Debug` never shows the password.
 #[derive(Clone)]
@@ -72,8 +84,14 @@ impl fmt::Debug for Credentials {
 pub struct RegistryOptions {
     /// Do not verify TLS certificates.
     pub insecure_skip_tls_verify: bool,
-    /// Extra CA certificates (PEM) trusted besides the system's.
+    /// Extra CA certificates (PEM) trusted besides the system's, for every host; a
+    /// certificate here is also accepted as a registry's own (self-signed) certificate.
     pub ca_files: Vec<PathBuf>,
+    /// Per-registry cert directories (CAs and client certificates).
+    pub cert_dirs: CertDirs,
+    /// Which end of a copy this client serves, for the flags its hints name.
+    pub role: Role,
+    pub timeouts: Timeouts,
     /// Plain HTTP for every registry (else only loopback hosts may fall back to it).
     pub plain_http: bool,
     /// Credentials for one host (from the flags); other hosts use docker's config.
@@ -99,18 +117,59 @@ struct Endpoint {
     registry: String,
     /// `https://host[:port]`
     base: Url,
-    insecure: bool,
     challenge: Mutex<Challenge>,
 }
 
-struct Inner {
+/// The HTTP client for one host (its own TLS configuration and connection pool).
+#[derive(Clone)]
+pub(crate) struct Host {
     http: reqwest::Client,
-    /// For `insecure` mirrors: TLS not verified.
-    http_insecure: reqwest::Client,
+    info: Arc<tls::HostInfo>,
+}
+
+struct Inner {
     opts: RegistryOptions,
+    trust: tls::Trust,
+    /// By (host, is a registry): a registry's cert directory is not a token service's.
+    hosts: Mutex<HashMap<(String, bool), Host>>,
     insecure_hosts: HashSet<String>,
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+    /// One ping per registry at a time: concurrent first requests wait for it.
+    pings: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     auth: Auth,
+    retrier: Retrier,
+}
+
+/// A request that got no usable answer.
+pub(crate) enum Failure {
+    Http(reqwest::Error),
+    Stalled(timeout::Stall),
+}
+
+impl Failure {
+    fn why(&self) -> String {
+        match self {
+            Failure::Http(e) => scheme::error_chain(e),
+            Failure::Stalled(s) => s.to_string(),
+        }
+    }
+
+    /// Worth another try with this host: not when it refused our client certificate (or
+    /// wanted one we do not have).
+    fn retryable_with(&self, host: &Host) -> bool {
+        match self {
+            Failure::Http(e) => {
+                retry::is_retryable_error(e) && !tls::client_cert_problem(e, &host.info)
+            }
+            Failure::Stalled(_) => true,
+        }
+    }
+}
+
+/// Why a body read whole was not read.
+pub(crate) enum ReadFail {
+    TooLarge,
+    Io(std::io::Error),
 }
 
 /// The registry client; cheap to clone (shares the connection pool, tokens, and what it
@@ -133,55 +192,25 @@ struct Call<'a> {
 
 impl Call<'_> {
     fn label(&self) -> String {
-        format!("{} {}", self.method, auth::url_without_query(&self.url))
+        format!("{} {}", self.method, scheme::redact_url(&self.url))
     }
 }
 
-type Build<'a> = &'a (dyn Fn(RequestBuilder) -> RequestBuilder + Send + Sync);
+/// Adds headers and a body to a request; an upload body reports to the meter.
+type Build<'a> = &'a (dyn Fn(RequestBuilder, &Arc<Meter>) -> RequestBuilder + Send + Sync);
 
-fn no_build(rb: RequestBuilder) -> RequestBuilder {
+fn no_build(rb: RequestBuilder, _: &Arc<Meter>) -> RequestBuilder {
     rb
 }
 
 impl Client {
     pub fn new(opts: RegistryOptions) -> Result<Client, RegistryError> {
-        let mut roots = Vec::new();
-        for f in &opts.ca_files {
-            let pem = std::fs::read(f).map_err(|e| {
-                RegistryError::Config(format!("cannot read CA file {}: {e}", f.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .ok()
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| {
-                    RegistryError::Config(format!(
-                        "CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                        f.display()
-                    ))
-                })?;
-            roots.extend(certs);
-        }
-        let build = |skip_verify: bool| {
-            let mut b = reqwest::Client::builder()
-                .use_rustls_tls()
-                .connect_timeout(Duration::from_secs(30))
-                // Per read, not per request: a stalled blob body fails and resumes.
-                .read_timeout(Duration::from_secs(60))
-                .pool_idle_timeout(Duration::from_secs(60))
-                .user_agent(
-                    opts.user_agent
-                        .clone()
-                        .unwrap_or_else(|| format!("kots-bundle/{}", env!("CARGO_PKG_VERSION"))),
-                )
-                .danger_accept_invalid_certs(skip_verify);
-            for c in &roots {
-                b = b.add_root_certificate(c.clone());
-            }
-            b.build()
-                .map_err(|e| RegistryError::Config(format!("cannot set up HTTP client: {e}")))
-        };
-        let http = build(opts.insecure_skip_tls_verify)?;
-        let http_insecure = build(true)?;
+        let trust = tls::Trust::new(
+            &opts.ca_files,
+            opts.cert_dirs.clone(),
+            opts.insecure_skip_tls_verify,
+            opts.role,
+        )?;
         let insecure_hosts = opts
             .mirrors
             .iter()
@@ -198,28 +227,198 @@ impl Client {
             )
         });
         let auth = Auth::new(explicit, opts.docker_config_dir.clone());
+        let retrier = Retrier::new(opts.retry.clone());
         Ok(Client {
             inner: Arc::new(Inner {
-                http,
-                http_insecure,
                 opts,
+                trust,
+                hosts: Mutex::new(HashMap::new()),
                 insecure_hosts,
                 endpoints: Mutex::new(HashMap::new()),
+                pings: Mutex::new(HashMap::new()),
                 auth,
+                retrier,
             }),
         })
     }
 
-    fn http_for(&self, insecure: bool) -> &reqwest::Client {
-        if insecure {
-            &self.inner.http_insecure
-        } else {
-            &self.inner.http
+    /// The HTTP client for `host`, built the first time. `registry`: the host is a
+    /// registry (its cert directory may come from the command line).
+    fn host(&self, host: &str, registry: bool) -> Result<Host, RegistryError> {
+        let key = (host.to_string(), registry);
+        if let Some(h) = self.inner.hosts.lock().unwrap().get(&key) {
+            return Ok(h.clone());
         }
+        let insecure = self.inner.insecure_hosts.contains(host);
+        let t = self.inner.trust.host(host, registry, insecure)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(t.config)
+            .connect_timeout(self.inner.opts.timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(60))
+            // A redirect to another host is followed by `send_once` with that host's
+            // client (its TLS settings), and without our Authorization.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same = attempt.previous().last().is_some_and(|prev| {
+                    prev.scheme() == attempt.url().scheme()
+                        && prev.host_str() == attempt.url().host_str()
+                        && prev.port_or_known_default() == attempt.url().port_or_known_default()
+                });
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    attempt.error("too many redirects")
+                } else if same {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
+            .user_agent(
+                self.inner
+                    .opts
+                    .user_agent
+                    .clone()
+                    .unwrap_or_else(|| format!("kots-bundle/{}", env!("CARGO_PKG_VERSION"))),
+            )
+            .build()
+            .map_err(|e| RegistryError::Config(format!("cannot set up HTTP client: {e}")))?;
+        let h = Host { http, info: t.info };
+        self.inner.hosts.lock().unwrap().insert(key, h.clone());
+        Ok(h)
+    }
+
+    /// The client for a URL: the registry's own when the URL is on the registry's host,
+    /// else that other host's.
+    pub(crate) fn host_for(
+        &self,
+        registry: Option<&str>,
+        url: &Url,
+    ) -> Result<Host, RegistryError> {
+        let authority = scheme::authority(url);
+        if let Some(r) = registry {
+            let api = scheme::api_host(r);
+            let with_default = format!(
+                "{}:{}",
+                url.host_str().unwrap_or(""),
+                url.port_or_known_default().unwrap_or(0)
+            );
+            if authority == api || with_default == api {
+                return self.host(r, true);
+            }
+        }
+        self.host(&authority, false)
+    }
+
+    pub(crate) fn retrier(&self) -> &Retrier {
+        &self.inner.retrier
     }
 
     fn policy(&self) -> &RetryPolicy {
         &self.inner.opts.retry
+    }
+
+    fn timeouts(&self) -> &Timeouts {
+        &self.inner.opts.timeouts
+    }
+
+    /// Sends a request, giving up when the registry stalls (see [`timeout`]).
+    pub(crate) async fn transmit(
+        &self,
+        host: &Host,
+        rb: RequestBuilder,
+        meter: &Arc<Meter>,
+    ) -> Result<Response, Failure> {
+        let t = *self.timeouts();
+        let r = tokio::select! {
+            r = rb.send() => r.map_err(Failure::Http),
+            stall = timeout::watch(meter, &t) => Err(Failure::Stalled(stall)),
+        };
+        if r.is_ok() {
+            host.info
+                .answered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// A response body that fails when the registry stalls.
+    fn watched(
+        &self,
+        resp: Response,
+    ) -> timeout::Watched<futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>> {
+        timeout::Watched::new(resp.bytes_stream().boxed(), self.timeouts().idle)
+    }
+
+    /// A body read whole, refused past `cap` bytes (before reading, when the length is
+    /// declared).
+    pub(crate) async fn read_capped(&self, resp: Response, cap: u64) -> Result<Bytes, ReadFail> {
+        if resp.content_length().is_some_and(|l| l > cap) {
+            return Err(ReadFail::TooLarge);
+        }
+        let mut body = self.watched(resp);
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(ReadFail::Io)?;
+            if (buf.len() + chunk.len()) as u64 > cap {
+                return Err(ReadFail::TooLarge);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Up to [`MAX_ERROR_BODY`] of an error answer, for its message, with every known
+    /// secret scrubbed (a server may echo what it was sent).
+    pub(crate) async fn read_error_body(&self, resp: Response) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut body = self.watched(resp);
+        while let Some(Ok(chunk)) = body.next().await {
+            let room = MAX_ERROR_BODY as usize - out.len();
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if out.len() >= MAX_ERROR_BODY as usize {
+                break;
+            }
+        }
+        self.inner.auth.scrub(&out)
+    }
+
+    /// The error for a request to `url` that got no answer, naming `registry`; a TLS
+    /// failure says what was wrong with the certificate and what to do.
+    pub(crate) fn transport_error(
+        &self,
+        registry: &str,
+        url: &Url,
+        host: &Host,
+        f: &Failure,
+    ) -> RegistryError {
+        let shown = scheme::redact_url(url);
+        match f {
+            Failure::Stalled(s) => RegistryError::Stalled {
+                registry: registry.to_string(),
+                request: shown,
+                why: s.to_string(),
+            },
+            Failure::Http(e) => {
+                let tls = (url.scheme() == "https")
+                    .then(|| tls::explain(e, Some(&host.info)))
+                    .flatten();
+                let (message, hint) = match tls {
+                    Some((m, h)) => (m, format!("; {h}")),
+                    None if e.is_connect() && e.is_timeout() => (
+                        format!(
+                            "no connection within {} (TCP connect and TLS handshake)",
+                            timeout::secs(self.timeouts().connect)
+                        ),
+                        "; if the link is this slow, raise --connect-timeout (KOTS_BUNDLE_CONNECT_TIMEOUT, seconds)".to_string(),
+                    ),
+                    None => (scheme::error_chain(e), String::new()),
+                };
+                RegistryError::Unreachable {
+                    registry: registry.to_string(),
+                    url: shown,
+                    message,
+                    hint,
+                }
+            }
+        }
     }
 
     /// The registry's endpoint, pinging it (`GET /v2/`) the first time: which scheme
@@ -228,18 +427,31 @@ impl Client {
         if let Some(ep) = self.inner.endpoints.lock().unwrap().get(registry) {
             return Ok(ep.clone());
         }
+        let gate = self
+            .inner
+            .pings
+            .lock()
+            .unwrap()
+            .entry(registry.to_string())
+            .or_default()
+            .clone();
+        let _one_at_a_time = gate.lock().await;
+        if let Some(ep) = self.inner.endpoints.lock().unwrap().get(registry) {
+            return Ok(ep.clone());
+        }
         let insecure = self.inner.insecure_hosts.contains(registry);
         let host = scheme::api_host(registry);
         let schemes = scheme::candidates(registry, self.inner.opts.plain_http, insecure);
         let label = format!("GET {host}/v2/");
-        let (base, challenge) = retry::run(self.policy(), &label, || {
-            self.ping_schemes(registry, host, schemes, insecure)
-        })
-        .await?;
+        let (base, challenge) = self
+            .retrier()
+            .run(registry, &label, || {
+                self.ping_schemes(registry, host, schemes)
+            })
+            .await?;
         let ep = Arc::new(Endpoint {
             registry: registry.to_string(),
             base,
-            insecure,
             challenge: Mutex::new(challenge),
         });
         self.inner
@@ -258,8 +470,11 @@ impl Client {
         registry: &str,
         host: &str,
         schemes: &[&str],
-        insecure: bool,
     ) -> Attempt<(Url, Challenge), RegistryError> {
+        let client = match self.host(registry, true) {
+            Ok(c) => c,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
         let mut first: Option<(RegistryError, bool)> = None;
         for scheme in schemes {
             let base = match Url::parse(&format!("{scheme}://{host}/")) {
@@ -271,7 +486,10 @@ impl Client {
                 }
             };
             let url = base.join("v2/").expect("static path");
-            match self.http_for(insecure).get(url.clone()).send().await {
+            match self
+                .transmit(&client, client.http.get(url.clone()), &Meter::new())
+                .await
+            {
                 Ok(resp) => {
                     let status = resp.status();
                     tracing::debug!(method = "GET", %url, status = status.as_u16(), "ping");
@@ -303,7 +521,7 @@ impl Client {
                         };
                     }
                     let after = retry::retry_after(resp.headers());
-                    let body = read_error_body(resp).await;
+                    let body = self.read_error_body(resp).await;
                     let ctx = error::Context::ping(registry, None);
                     let err = error::from_response(&ctx, status.as_u16(), &body);
                     return if retry::is_retryable_status(status) {
@@ -316,22 +534,13 @@ impl Client {
                         Attempt::Done(Err(err))
                     };
                 }
-                Err(e) => {
-                    tracing::debug!(method = "GET", %url, error = %scheme::error_chain(&e), "ping failed");
-                    let tls = *scheme == "https" && scheme::is_tls_error(&e);
-                    let err = RegistryError::Unreachable {
-                        registry: registry.to_string(),
-                        url: url.to_string(),
-                        message: scheme::error_chain(&e),
-                        hint: if tls {
-                            scheme::tls_hint(registry)
-                        } else {
-                            String::new()
-                        },
-                    };
+                Err(f) => {
+                    tracing::debug!(method = "GET", %url, error = %f.why(), "ping failed");
+                    let tls = matches!(&f, Failure::Http(e) if *scheme == "https" && scheme::is_tls_error(e));
+                    let err = self.transport_error(registry, &url, &client, &f);
                     // A TLS failure on loopback is expected for plain-HTTP registries; the
                     // retry decision follows the connection kind, not the handshake.
-                    let retryable = !tls && retry::is_retryable_error(&e);
+                    let retryable = !tls && f.retryable_with(&client);
                     if first.is_none() {
                         first = Some((err, retryable));
                     } else if let Some((_, r)) = &mut first {
@@ -368,33 +577,37 @@ impl Client {
             let authz = match self
                 .inner
                 .auth
-                .header(
-                    self.http_for(ep.insecure),
-                    self.policy(),
-                    &ep.registry,
-                    &challenge,
-                    &scopes,
-                )
+                .header(self, &ep.registry, &challenge, &scopes)
                 .await
             {
                 Ok(a) => a,
                 Err(e) => return Attempt::Done(Err(e)),
             };
+            let host = match self.host_for(Some(&ep.registry), &call.url) {
+                Ok(h) => h,
+                Err(e) => return Attempt::Done(Err(e)),
+            };
+            let meter = Meter::new();
             let mut rb = build(
-                self.http_for(ep.insecure)
-                    .request(call.method.clone(), call.url.clone()),
+                host.http.request(call.method.clone(), call.url.clone()),
+                &meter,
             );
             if let Some(a) = &authz {
                 rb = rb.header(AUTHORIZATION, a.clone());
             }
-            let resp = match rb.send().await {
+            let sent = match self.transmit(&host, rb, &meter).await {
+                Ok(r) => self.follow_redirects(call, build, r).await,
+                Err(f) => Err((call.url.clone(), host, f)),
+            };
+            let resp = match sent {
                 Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(method = %call.method, url = %call.url, error = %scheme::error_chain(&e), "request failed");
-                    let err = self.unreachable(call, &e);
-                    return if retry::is_retryable_error(&e) {
+                Err((url, host, f)) => {
+                    let why = f.why();
+                    tracing::debug!(method = %call.method, url = %scheme::redact_url(&url), error = %why, "request failed");
+                    let err = self.transport_error(&ep.registry, &url, &host, &f);
+                    return if f.retryable_with(&host) {
                         Attempt::Retry {
-                            why: scheme::error_chain(&e),
+                            why,
                             last: Err(err),
                             after: None,
                         }
@@ -404,7 +617,7 @@ impl Client {
                 }
             };
             let status = resp.status();
-            tracing::debug!(method = %call.method, url = %call.url, status = status.as_u16(), "registry");
+            tracing::debug!(method = %call.method, url = %scheme::redact_url(&call.url), status = status.as_u16(), "registry");
             if status == StatusCode::UNAUTHORIZED && !reauthed {
                 let new = resp
                     .headers()
@@ -455,7 +668,50 @@ impl Client {
     /// A request with retries; the answer may still be any status, for the caller to judge.
     async fn send(&self, call: &Call<'_>, build: Build<'_>) -> Result<Response, RegistryError> {
         let label = call.label();
-        retry::run(self.policy(), &label, || self.send_once(call, build)).await
+        self.retrier()
+            .run(&call.ep.registry, &label, || self.send_once(call, build))
+            .await
+    }
+
+    /// Follows a redirect to another host (blob storage, a CDN) for reads, with that
+    /// host's client and without the registry's Authorization; same-host redirects were
+    /// followed by the HTTP client already.
+    async fn follow_redirects(
+        &self,
+        call: &Call<'_>,
+        build: Build<'_>,
+        mut resp: Response,
+    ) -> Result<Response, (Url, Host, Failure)> {
+        let mut hops = 0;
+        while matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308)
+            && (call.method == Method::GET || call.method == Method::HEAD)
+            && hops < MAX_REDIRECTS
+        {
+            let Some(next) = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| resp.url().join(l).ok())
+            else {
+                break;
+            };
+            let host = match self.host_for(Some(&call.ep.registry), &next) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::debug!(error = %e, "no client for the redirect");
+                    break;
+                }
+            };
+            tracing::debug!(url = %scheme::redact_url(&next), "following a redirect to another host");
+            let meter = Meter::new();
+            let rb = build(host.http.request(call.method.clone(), next.clone()), &meter);
+            resp = match self.transmit(&host, rb, &meter).await {
+                Ok(r) => r,
+                Err(f) => return Err((next, host, f)),
+            };
+            hops += 1;
+        }
+        Ok(resp)
     }
 
     /// Turns a try into a step of a bigger retried operation (an upload): a retryable
@@ -478,25 +734,11 @@ impl Client {
         }
     }
 
-    fn unreachable(&self, call: &Call<'_>, e: &reqwest::Error) -> RegistryError {
-        let tls = call.url.scheme() == "https" && scheme::is_tls_error(e);
-        RegistryError::Unreachable {
-            registry: call.ep.registry.clone(),
-            url: auth::url_without_query(&call.url),
-            message: scheme::error_chain(e),
-            hint: if tls {
-                scheme::tls_hint(&call.ep.registry)
-            } else {
-                String::new()
-            },
-        }
-    }
-
     /// The typed error for an unexpected answer.
     async fn fail(&self, call: &Call<'_>, resp: Response) -> RegistryError {
         let status = resp.status().as_u16();
         let insufficient_scope = auth::insufficient_scope(resp.headers());
-        let body = read_error_body(resp).await;
+        let body = self.read_error_body(resp).await;
         let user = self.inner.auth.username(&call.ep.registry);
         let method = call.method.to_string();
         let ctx = error::Context {
@@ -570,7 +812,7 @@ impl Client {
                     return Ok(());
                 }
                 let status = resp.status().as_u16();
-                let body = read_error_body(resp).await;
+                let body = self.read_error_body(resp).await;
                 let ctx = error::Context::ping(registry, secret.username());
                 Err(error::from_response(&ctx, status, &body))
             }
@@ -578,8 +820,7 @@ impl Client {
                 // A token without a resource scope proves the credentials on any token
                 // service (Docker Hub, Harbor, distribution's token auth).
                 auth::fetch_token(
-                    self.http_for(ep.insecure),
-                    self.policy(),
+                    self,
                     registry,
                     &realm,
                     service.as_deref(),
@@ -663,43 +904,49 @@ impl Client {
             Action::Pull,
             format!("manifest {reference}"),
         )?;
-        let resp = self.send(&call, &accept_manifests).await?;
-        if resp.status() != StatusCode::OK {
-            return Err(self.fail(&call, resp).await);
-        }
         let protocol = |why: String| RegistryError::Protocol {
             registry: registry.to_string(),
             repository: repository.to_string(),
             why,
         };
-        if resp.content_length().is_some_and(|l| l > MAX_MANIFEST_SIZE) {
-            return Err(protocol(format!(
-                "manifest {reference} is larger than {MAX_MANIFEST_SIZE} bytes; refusing it"
-            )));
-        }
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
-            .filter(|v| !v.is_empty() && v != "application/octet-stream" && v != "text/plain");
-        let mut body = resp.bytes_stream();
-        let mut buf = BytesMut::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                protocol(format!(
-                    "reading manifest {reference}: {}",
-                    scheme::error_chain(&e)
-                ))
-            })?;
-            if (buf.len() + chunk.len()) as u64 > MAX_MANIFEST_SIZE {
-                return Err(protocol(format!(
-                    "manifest {reference} is larger than {MAX_MANIFEST_SIZE} bytes; refusing it"
-                )));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        let bytes = buf.freeze();
+        // The answer and its body are one unit: a body cut short or stalled is asked again.
+        let label = call.label();
+        let (content_type, bytes) = self
+            .retrier()
+            .run(registry, &label, || async {
+                let resp = match self
+                    .step(&call, self.send_once(&call, &accept_manifests).await)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(a) => return a,
+                };
+                if resp.status() != StatusCode::OK {
+                    return Attempt::Done(Err(self.fail(&call, resp).await));
+                }
+                let content_type = resp
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+                    .filter(|v| {
+                        !v.is_empty() && v != "application/octet-stream" && v != "text/plain"
+                    });
+                match self.read_capped(resp, MAX_MANIFEST_SIZE).await {
+                    Ok(b) => Attempt::Done(Ok((content_type, b))),
+                    Err(ReadFail::TooLarge) => Attempt::Done(Err(RegistryError::TooLarge {
+                        registry: registry.to_string(),
+                        what: format!("manifest {reference} of {repository}"),
+                        limit: MAX_MANIFEST_SIZE,
+                    })),
+                    Err(ReadFail::Io(e)) => Attempt::Retry {
+                        why: e.to_string(),
+                        last: Err(protocol(format!("reading manifest {reference}: {e}"))),
+                        after: None,
+                    },
+                }
+            })
+            .await?;
         let digest = Digest::of(&bytes);
         if let Ok(expected) = reference.parse::<Digest>() {
             if expected != digest {
@@ -828,7 +1075,7 @@ impl Client {
             format!("blob {digest}"),
         )?;
         let range = format!("bytes={offset}-");
-        let build = move |rb: RequestBuilder| {
+        let build = move |rb: RequestBuilder, _: &Arc<Meter>| {
             if offset > 0 {
                 rb.header(reqwest::header::RANGE, range.clone())
             } else {
@@ -975,59 +1222,62 @@ impl Client {
             format!("blob {digest}"),
         )?;
         let label = format!("upload of {digest} to {}", post.label());
-        retry::run(self.policy(), &label, || async {
-            let resp = match self
-                .step(&post, self.send_once(&post, &empty_body).await)
-                .await
-            {
-                Ok(r) => r,
-                Err(a) => return a,
-            };
-            if resp.status() != StatusCode::ACCEPTED {
-                return Attempt::Done(Err(self.fail(&post, resp).await));
-            }
-            let mut url = match location(&post, &resp) {
-                Ok(u) => u,
-                Err(e) => return Attempt::Done(Err(e)),
-            };
-            url.query_pairs_mut().append_pair("digest", digest.as_str());
-            let put = Call {
-                ep: &ep,
-                repository,
-                scopes: post.scopes.clone(),
-                method: Method::PUT,
-                url,
-                action: Action::Push,
-                what: format!("blob {digest}"),
-            };
-            let build = |rb: RequestBuilder| {
-                rb.header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(open()))
-            };
-            let resp = match self.step(&put, self.send_once(&put, &build).await).await {
-                Ok(r) => r,
-                Err(a) => return a,
-            };
-            if resp.status() != StatusCode::CREATED {
-                return Attempt::Done(Err(self.fail(&put, resp).await));
-            }
-            if let Some(stored) = resp
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-            {
-                if stored.trim() != digest.as_str() {
-                    return Attempt::Done(Err(RegistryError::Protocol {
-                        registry: registry.to_string(),
-                        repository: repository.to_string(),
-                        why: format!("pushed blob {digest} but the registry stored it as {stored}"),
-                    }));
+        self.retrier()
+            .run(registry, &label, || async {
+                let resp = match self
+                    .step(&post, self.send_once(&post, &empty_body).await)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(a) => return a,
+                };
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Attempt::Done(Err(self.fail(&post, resp).await));
                 }
-            }
-            Attempt::Done(Ok(()))
-        })
-        .await
+                let mut url = match location(&post, &resp) {
+                    Ok(u) => u,
+                    Err(e) => return Attempt::Done(Err(e)),
+                };
+                url.query_pairs_mut().append_pair("digest", digest.as_str());
+                let put = Call {
+                    ep: &ep,
+                    repository,
+                    scopes: post.scopes.clone(),
+                    method: Method::PUT,
+                    url,
+                    action: Action::Push,
+                    what: format!("blob {digest}"),
+                };
+                let build = |rb: RequestBuilder, meter: &Arc<Meter>| {
+                    rb.header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_LENGTH, size)
+                        .body(reqwest::Body::wrap_stream(meter.wrap(open(), size)))
+                };
+                let resp = match self.step(&put, self.send_once(&put, &build).await).await {
+                    Ok(r) => r,
+                    Err(a) => return a,
+                };
+                if resp.status() != StatusCode::CREATED {
+                    return Attempt::Done(Err(self.fail(&put, resp).await));
+                }
+                if let Some(stored) = resp
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    if stored.trim() != digest.as_str() {
+                        return Attempt::Done(Err(RegistryError::Protocol {
+                            registry: registry.to_string(),
+                            repository: repository.to_string(),
+                            why: format!(
+                                "pushed blob {digest} but the registry stored it as {stored}"
+                            ),
+                        }));
+                    }
+                }
+                Attempt::Done(Ok(()))
+            })
+            .await
     }
 
     /// Stores a manifest under `reference` (a tag or its digest); returns its digest.
@@ -1054,7 +1304,7 @@ impl Client {
                 repository: repository.to_string(),
                 why: format!("media type {media_type:?} is not a valid header value"),
             })?;
-        let build = |rb: RequestBuilder| {
+        let build = |rb: RequestBuilder, _: &Arc<Meter>| {
             rb.header(CONTENT_TYPE, content_type.clone())
                 .body(bytes.clone())
         };
@@ -1095,14 +1345,14 @@ impl Client {
     }
 }
 
-fn accept_manifests(rb: RequestBuilder) -> RequestBuilder {
+fn accept_manifests(rb: RequestBuilder, _: &Arc<Meter>) -> RequestBuilder {
     rb.header(
         ACCEPT,
         format!("{OCI_INDEX}, {OCI_MANIFEST}, {DOCKER_LIST}, {DOCKER_MANIFEST}"),
     )
 }
 
-fn empty_body(rb: RequestBuilder) -> RequestBuilder {
+fn empty_body(rb: RequestBuilder, _: &Arc<Meter>) -> RequestBuilder {
     rb.header(CONTENT_LENGTH, 0)
 }
 
@@ -1126,19 +1376,6 @@ fn location(call: &Call<'_>, resp: &Response) -> Result<Url, RegistryError> {
         repository: call.repository.to_string(),
         why: format!("upload Location {raw:?} is not a URL: {e}"),
     })
-}
-
-async fn read_error_body(resp: Response) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut body = resp.bytes_stream();
-    while let Some(Ok(chunk)) = body.next().await {
-        let room = MAX_ERROR_BODY - out.len();
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= MAX_ERROR_BODY {
-            break;
-        }
-    }
-    out
 }
 
 fn image_name(registry: &str, repository: &str, reference: &str) -> String {

@@ -3,10 +3,17 @@
 //! registry's `Retry-After`), and the one loop every registry request goes through.
 //!
 //! Uploads are not idempotent at the HTTP level, so the upload is the unit that is retried:
-//! `put_blob` hands the whole POST+PUT sequence to [`run`] and a retry starts a new upload.
+//! `put_blob` hands the whole POST+PUT sequence to [`Retrier::run`] and a retry starts a new
+//! upload.
+//!
+//! A failure is said once per registry: when many transfers meet the same DNS or connection
+//! failure, the first retry is a warning and the others are only logged at debug level; the
+//! final error names the registry.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -116,30 +123,61 @@ pub(crate) enum Attempt<T, E> {
     },
 }
 
-/// Runs `op` until it is done or the policy's attempts are spent. `what` names the request
-/// (method and URL) in the warning; headers and credentials are never logged.
-pub(crate) async fn run<T, E, F, Fut>(policy: &RetryPolicy, what: &str, mut op: F) -> Result<T, E>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Attempt<T, E>>,
-{
-    let attempts = policy.attempts.max(1);
-    let mut tried = 0;
-    loop {
-        tried += 1;
-        match op().await {
-            Attempt::Done(r) => return r,
-            Attempt::Retry { last, after, why } => {
-                if tried >= attempts {
-                    return last;
+/// The retry loop, and what it has already told the user.
+#[derive(Debug, Default)]
+pub(crate) struct Retrier {
+    pub policy: RetryPolicy,
+    /// `registry` + reason of every retry warned about.
+    said: Mutex<HashSet<String>>,
+}
+
+impl Retrier {
+    pub fn new(policy: RetryPolicy) -> Retrier {
+        Retrier {
+            policy,
+            said: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Runs `op` until it is done or the policy's attempts are spent. `what` names the
+    /// request (method and URL, no query) in the warning; headers and credentials are never
+    /// logged.
+    pub async fn run<T, E, F, Fut>(&self, registry: &str, what: &str, mut op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Attempt<T, E>>,
+    {
+        let attempts = self.policy.attempts.max(1);
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            match op().await {
+                Attempt::Done(r) => return r,
+                Attempt::Retry { last, after, why } => {
+                    if tried >= attempts {
+                        return last;
+                    }
+                    let delay = self.policy.delay(tried - 1, after);
+                    let first = self
+                        .said
+                        .lock()
+                        .unwrap()
+                        .insert(format!("{registry}\n{why}"));
+                    if first {
+                        tracing::warn!(
+                            "{what}: {why}; retrying in {:.1}s (attempt {}/{attempts}; further retries for this reason are not shown)",
+                            delay.as_secs_f64(),
+                            tried + 1
+                        );
+                    } else {
+                        tracing::debug!(
+                            "{what}: {why}; retrying in {:.1}s (attempt {}/{attempts})",
+                            delay.as_secs_f64(),
+                            tried + 1
+                        );
+                    }
+                    tokio::time::sleep(delay).await;
                 }
-                let delay = policy.delay(tried - 1, after);
-                tracing::warn!(
-                    "{what}: {why}; retrying in {:.1}s (attempt {}/{attempts})",
-                    delay.as_secs_f64(),
-                    tried + 1
-                );
-                tokio::time::sleep(delay).await;
             }
         }
     }
@@ -195,45 +233,49 @@ mod tests {
 
     #[tokio::test]
     async fn run_stops_at_budget_and_returns_last() {
-        let p = RetryPolicy {
+        let p = Retrier::new(RetryPolicy {
             attempts: 3,
             base_delay: Duration::from_millis(1),
             max_retry_after: Duration::from_millis(5),
             ..RetryPolicy::default()
-        };
+        });
         let mut n = 0;
-        let r: Result<u32, String> = run(&p, "GET x", || {
-            n += 1;
-            let n = n;
-            async move {
-                Attempt::Retry {
-                    last: Err(format!("fail {n}")),
-                    after: None,
-                    why: "503".into(),
+        let r: Result<u32, String> = p
+            .run("r", "GET x", || {
+                n += 1;
+                let n = n;
+                async move {
+                    Attempt::Retry {
+                        last: Err(format!("fail {n}")),
+                        after: None,
+                        why: "503".into(),
+                    }
                 }
-            }
-        })
-        .await;
+            })
+            .await;
         assert_eq!(r, Err("fail 3".to_string()));
         assert_eq!(n, 3);
 
         let mut n = 0;
-        let r: Result<u32, String> = run(&p, "GET x", || {
-            n += 1;
-            let n = n;
-            async move {
-                if n < 2 {
-                    Attempt::Retry {
-                        last: Err("x".into()),
-                        after: Some(Duration::from_secs(1)),
-                        why: "429".into(),
+        let r: Result<u32, String> = p
+            .run("r", "GET x", || {
+                n += 1;
+                let n = n;
+                async move {
+                    if n < 2 {
+                        Attempt::Retry {
+                            last: Err("x".into()),
+                            after: Some(Duration::from_secs(1)),
+                            why: "429".into(),
+                        }
+                    } else {
+                        Attempt::Done(Ok(n))
                     }
-                } else {
-                    Attempt::Done(Ok(n))
                 }
-            }
-        })
-        .await;
+            })
+            .await;
         assert_eq!(r, Ok(2));
+        // Both loops retried for "503"/"429" on registry r: each reason noted once.
+        assert_eq!(p.said.lock().unwrap().len(), 2);
     }
 }

@@ -1,5 +1,6 @@
-//! HTTP or HTTPS: which schemes to try for a registry host, and telling a TLS failure
-//! (worth a `--registry-ca` hint, or a fall back to plain HTTP on loopback) from the rest.
+//! HTTP or HTTPS: which schemes to try for a registry host, telling a TLS failure (worth a
+//! hint, or a fall back to plain HTTP on loopback) from the rest, and what of a URL or a
+//! transport error may be shown (never userinfo or a query, which can hold signatures).
 //!
 //! HTTPS is the default everywhere. Plain HTTP is allowed only for loopback hosts (which
 //! try HTTPS first, because tests and local setups run TLS registries on 127.0.0.1 too),
@@ -26,7 +27,7 @@ pub(crate) fn is_loopback(host: &str) -> bool {
     bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         // [::1]:5000
         return rest.split(']').next().unwrap_or(rest);
@@ -82,18 +83,46 @@ pub(crate) fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
         .any(|c| c.downcast_ref::<rustls::Error>().is_some())
 }
 
-/// The hint for an HTTPS failure: how to trust the registry's certificate.
-pub(crate) fn tls_hint(registry: &str) -> String {
-    format!(
-        " (TLS with {registry} failed: pass --registry-ca FILE with the CA certificate that signed the registry's certificate, or --insecure-skip-tls-verify; if the registry serves plain HTTP, pass --plain-http)"
-    )
+/// A URL as it may appear in messages and logs: no userinfo, fragment or query (upload
+/// sessions and storage redirects carry signed state there), except an upload's `digest`,
+/// which says what the request was about.
+pub(crate) fn redact_url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    let digest: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, v)| k == "digest" && v.starts_with("sha256:"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.set_query(None);
+    if !digest.is_empty() {
+        u.query_pairs_mut().extend_pairs(digest);
+    }
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// `host[:port]` of a URL, the port only when the URL names one.
+pub(crate) fn authority(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
 }
 
 /// An error's message with its causes, `a: b: c` (reqwest's own message alone is terse).
+/// reqwest names the URL in its message; that is dropped, since every caller names the
+/// request itself, and a URL with a query or userinfo must not be shown.
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     for err in causes(e) {
-        let s = err.to_string();
+        let mut s = err.to_string();
+        if let Some(url) = err.downcast_ref::<reqwest::Error>().and_then(|r| r.url()) {
+            s = s.replace(&format!(" for url ({})", url.as_str()), "");
+            s = s.replace(url.as_str(), &redact_url(url));
+        }
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }
@@ -140,5 +169,23 @@ mod tests {
         assert_eq!(candidates("quay.io", true, false), ["http"]);
         assert_eq!(api_host("docker.io"), "registry-1.docker.io");
         assert_eq!(api_host("ghcr.io"), "ghcr.io");
+    }
+
+    #[test]
+    fn urls_in_messages_lose_userinfo_and_query() {
+        let u = url::Url::parse(
+            "https://bob:hunter2@s3.example/b/data?X-Amz-Signature=abc&X-Amz-Credential=k#f",
+        )
+        .unwrap();
+        assert_eq!(redact_url(&u), "https://s3.example/b/data");
+        let up = url::Url::parse("http://r/v2/x/blobs/uploads/u?_state=secret&digest=sha256%3Aab")
+            .unwrap();
+        assert_eq!(
+            redact_url(&up),
+            "http://r/v2/x/blobs/uploads/u?digest=sha256%3Aab"
+        );
+        assert_eq!(authority(&u), "s3.example");
+        let u = url::Url::parse("http://127.0.0.1:5000/v2/").unwrap();
+        assert_eq!(authority(&u), "127.0.0.1:5000");
     }
 }

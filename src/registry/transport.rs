@@ -1,8 +1,11 @@
 //! The registry as a copy-engine end: [`RegistrySource`] (export, pull) and
-//! [`RegistryDest`] (import, pull), thin adapters over [`Client`].
+//! [`RegistryDest`] (import, pull), thin adapters over [`Client`]. The destination keeps
+//! every manifest it pushed, so [`RegistryDest::confirm_landed`] can prove they are there.
+
+use std::sync::Mutex;
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::{BlobStream, Client};
 use crate::copy::{CopyError, Descriptor, ImageDestination, ImageSource, Manifest};
@@ -51,6 +54,8 @@ impl ImageSource for RegistrySource {
 pub struct RegistryDest {
     client: Client,
     concurrency: usize,
+    /// (image, reference it was pushed under, digest) of every manifest pushed.
+    pushed: Mutex<Vec<(Reference, String, Digest)>>,
 }
 
 impl RegistryDest {
@@ -58,7 +63,47 @@ impl RegistryDest {
         RegistryDest {
             client,
             concurrency,
+            pushed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Proves that every manifest this destination pushed is in the registry: each is
+    /// HEADed by digest, and one pushed under a tag is HEADed by that tag too, which must
+    /// name the same digest. A registry (or something in front of it) that answered 201 and
+    /// stored nothing fails here, before anything points at the image.
+    pub async fn confirm_landed(&self) -> Result<(), CopyError> {
+        let pushed = self.pushed.lock().unwrap().clone();
+        let mut checks: Vec<(Reference, String, Digest)> = Vec::new();
+        for (image, reference, digest) in pushed {
+            if reference != digest.as_str() {
+                checks.push((image.clone(), reference, digest.clone()));
+            }
+            checks.push((image, digest.to_string(), digest));
+        }
+        futures_util::stream::iter(checks)
+            .map(|(image, reference, digest)| async move {
+                let found = self
+                    .client
+                    .head_manifest(image.registry(), image.repository(), &reference)
+                    .await?;
+                if found.as_ref() == Some(&digest) {
+                    return Ok(());
+                }
+                let name = format!("{}/{}", image.registry(), image.repository());
+                let why = match found {
+                    None => format!(
+                        "the registry accepted manifest {digest} under {reference} but does not have it: nothing was stored (a proxy or storage in front of the registry dropped the push?)"
+                    ),
+                    Some(other) => format!(
+                        "the registry accepted manifest {digest} but {reference} names {other}: the push did not land"
+                    ),
+                };
+                Err(CopyError::Image { image: name, why })
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 }
 
@@ -151,6 +196,11 @@ impl ImageDestination for RegistryDest {
                 ),
             });
         }
+        self.pushed.lock().unwrap().push((
+            target.clone(),
+            reference.to_string(),
+            manifest.digest.clone(),
+        ));
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! A faulty network between us and a real registry: a loopback HTTP proxy that forwards each
 //! request to the registry unless a rule says to answer 5xx, 429 with `Retry-After`, to cut
-//! the response after some bytes (a connection reset mid-blob), or to stall first.
+//! the response after some bytes (a connection reset mid-blob), to stall first, to trickle
+//! the response a byte at a time, to take an upload slowly, or to answer with a huge body.
 //!
 //! Each proxied connection carries one request (`Connection: close` is forced), so every
 //! request gets its own decision.
@@ -9,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,13 @@ pub enum Fault {
     Delay(Duration),
     /// Answer this status with this (JSON) body instead of forwarding.
     Answer(u16, &'static str),
+    /// Forward the response head, then its body one byte per interval.
+    Trickle(Duration),
+    /// Forward, but pass the request body on at about this many bytes a second.
+    SlowUpload(usize),
+    /// Answer this status with a body of this many bytes (`Content-Length` declared or not);
+    /// what the client took is counted in [`FaultyProxy::huge_sent`].
+    Huge(u16, u64, bool),
 }
 
 /// One request as the proxy saw it.
@@ -41,6 +49,8 @@ type Rule = dyn Fn(&str, &str, usize) -> Option<Fault> + Send + Sync;
 pub struct FaultyProxy {
     pub addr: String,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Bytes of [`Fault::Huge`] bodies the client read (written without error).
+    pub huge_sent: Arc<AtomicU64>,
     rule: Arc<Mutex<Box<Rule>>>,
     stop: Arc<AtomicBool>,
 }
@@ -57,11 +67,13 @@ impl FaultyProxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let rule: Arc<Mutex<Box<Rule>>> = Arc::new(Mutex::new(Box::new(rule)));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, r, st, up) = (
+        let huge_sent = Arc::new(AtomicU64::new(0));
+        let (s, r, st, up, hs) = (
             seen.clone(),
             rule.clone(),
             stop.clone(),
             upstream.to_string(),
+            huge_sent.clone(),
         );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -69,13 +81,14 @@ impl FaultyProxy {
                     return;
                 }
                 let Ok(conn) = conn else { continue };
-                let (s, r, up) = (s.clone(), r.clone(), up.clone());
-                std::thread::spawn(move || handle(conn, &up, &s, &r));
+                let (s, r, up, hs) = (s.clone(), r.clone(), up.clone(), hs.clone());
+                std::thread::spawn(move || handle(conn, &up, &s, &r, &hs));
             }
         });
         FaultyProxy {
             addr,
             seen,
+            huge_sent,
             rule,
             stop,
         }
@@ -107,7 +120,13 @@ impl Drop for FaultyProxy {
     }
 }
 
-fn handle(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: &Mutex<Box<Rule>>) {
+fn handle(
+    mut client: TcpStream,
+    upstream: &str,
+    seen: &Mutex<Vec<Seen>>,
+    rule: &Mutex<Box<Rule>>,
+    huge_sent: &AtomicU64,
+) {
     // Read the request head.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -166,7 +185,37 @@ fn handle(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: 
         let _ = client.shutdown(Shutdown::Both);
     };
     let mut cut = None;
+    let mut trickle = None;
+    let mut upload_rate = None;
     match fault {
+        Some(Fault::Huge(code, size, declared)) => {
+            let _ = std::io::copy(&mut (&mut client).take(length as u64), &mut std::io::sink());
+            let len = if declared {
+                format!("Content-Length: {size}\r\n")
+            } else {
+                String::new()
+            };
+            let head = format!(
+                "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\n{len}Connection: close\r\n\r\n"
+            );
+            if client.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let chunk = vec![b'a'; 64 * 1024];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                if client.write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+                huge_sent.fetch_add(n as u64, Ordering::Relaxed);
+                left -= n as u64;
+            }
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+        Some(Fault::Trickle(d)) => trickle = Some(d),
+        Some(Fault::SlowUpload(rate)) => upload_rate = Some(rate),
         Some(Fault::Status(code)) => {
             return answer(&mut client, &format!("{code} Injected"), "", "")
         }
@@ -204,11 +253,28 @@ fn handle(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: 
     }
     // Request body upstream, response back, each in its own direction.
     let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let up = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut (&mut c2).take(length as u64), &mut s2);
+    let up = std::thread::spawn(move || match upload_rate {
+        None => {
+            let _ = std::io::copy(&mut (&mut c2).take(length as u64), &mut s2);
+        }
+        Some(rate) => {
+            // A tenth of a second's worth at a time.
+            let piece = (rate / 10).max(1);
+            let mut buf = vec![0u8; piece];
+            let mut left = length;
+            while left > 0 {
+                let want = left.min(piece);
+                if c2.read_exact(&mut buf[..want]).is_err() || s2.write_all(&buf[..want]).is_err() {
+                    break;
+                }
+                left -= want;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     });
     let mut buf = vec![0u8; 64 * 1024];
     let mut sent = 0usize;
+    let mut head_seen: Vec<u8> = Vec::new();
     loop {
         let n = match server.read(&mut buf) {
             Ok(0) | Err(_) => break,
@@ -221,7 +287,29 @@ fn handle(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, rule: 
             }
             _ => n,
         };
-        if client.write_all(&buf[..n]).is_err() {
+        if let Some(d) = trickle {
+            // The head at once (up to its blank line), then the body a byte at a time.
+            head_seen.extend_from_slice(&buf[..n.min(64 * 1024)]);
+            let body_from = head_seen
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|p| (p + 4).saturating_sub(head_seen.len() - n).min(n))
+                .unwrap_or(n);
+            if client.write_all(&buf[..body_from]).is_err() {
+                break;
+            }
+            let mut gone = false;
+            for b in &buf[body_from..n] {
+                std::thread::sleep(d);
+                if client.write_all(std::slice::from_ref(b)).is_err() {
+                    gone = true;
+                    break;
+                }
+            }
+            if gone {
+                break;
+            }
+        } else if client.write_all(&buf[..n]).is_err() {
             break;
         }
         sent += n;

@@ -56,6 +56,11 @@ pub struct RegistryConfig {
     pub auth_yaml: Option<String>,
     /// The CA that signed `tls`'s certificate, handed on as [`TestRegistry::ca_pem`].
     pub ca_pem: Option<PathBuf>,
+    /// CA certificates (PEM) for client certificates: `http.tls.clientcas`, so every client
+    /// must present a certificate they signed.
+    pub client_cas: Vec<PathBuf>,
+    /// `storage.maintenance.readonly.enabled`: every write is refused (405).
+    pub read_only: bool,
 }
 
 pub struct TestRegistry {
@@ -112,6 +117,7 @@ impl TestRegistry {
             tls: Some((cert, key)),
             auth_yaml,
             ca_pem: Some(ca_pem),
+            ..RegistryConfig::default()
         });
         reg.files = Some(files);
         reg
@@ -200,15 +206,25 @@ impl Drop for TestRegistry {
 
 fn write_config(dir: &Path, addr: &str, cfg: &RegistryConfig) -> PathBuf {
     let mut y = format!(
-        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
         dir.join("storage").display()
     );
+    if cfg.read_only {
+        y.push_str("  maintenance:\n    readonly:\n      enabled: true\n");
+    }
+    y.push_str(&format!("http:\n  addr: {addr}\n"));
     if let Some((cert, key)) = &cfg.tls {
         y.push_str(&format!(
             "  tls:\n    certificate: {}\n    key: {}\n",
             cert.display(),
             key.display()
         ));
+        if !cfg.client_cas.is_empty() {
+            y.push_str("    clientcas:\n");
+            for ca in &cfg.client_cas {
+                y.push_str(&format!("      - {}\n", ca.display()));
+            }
+        }
     }
     if let Some(auth) = &cfg.auth_yaml {
         y.push_str("auth:\n");

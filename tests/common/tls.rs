@@ -71,6 +71,31 @@ impl TestCa {
         self.issue(params)
     }
 
+    /// A TLS server certificate for exactly these DNS names (no IP address).
+    pub fn issue_server_for(&self, names: &[&str]) -> Issued {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(params)
+    }
+
+    /// A TLS client certificate, for registries that require one (`clientcas`).
+    pub fn issue_client(&self, common_name: &str) -> Issued {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params)
+    }
+
     /// A leaf for signing tokens: the registry verifies the JWT's `x5c` chain up to this CA.
     pub fn issue_signing(&self, common_name: &str) -> Issued {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();

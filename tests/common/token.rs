@@ -187,6 +187,12 @@ impl TokenServer {
         }
     }
 
+    /// Names another realm in the registry's configuration (a proxy in front of this server,
+    /// or another host name for it); set before the registry starts.
+    pub fn set_realm(&mut self, realm: String) {
+        self.realm = realm;
+    }
+
     /// The `auth:` section for the registry's config.yml.
     pub fn auth_yaml(&self) -> String {
         format!(

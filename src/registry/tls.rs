@@ -1,0 +1,762 @@
+//! How a registry's certificate is trusted and which client certificate it is shown, one
+//! TLS configuration per host: the system's CAs, `--registry-ca` files, and the host's cert
+//! directory ([`super::certdir`]) with its CAs and client certificate. A client certificate
+//! is only ever offered to the host whose directory holds it.
+//!
+//! A certificate given as trusted (in `--registry-ca` or a cert directory's `*.crt`) is also
+//! accepted when the registry presents that very certificate as its own, CA flag or not:
+//! what Docker's registry docs make with `openssl req -x509`, which OpenSSL 3 marks CA:TRUE
+//! and webpki then refuses as `CaUsedAsEndEntity`. Its names (SAN) and validity are still
+//! checked; any other certificate goes through webpki as usual.
+//!
+//! A refused certificate is described (self-signed, unknown issuer, name mismatch, expired)
+//! and the hint names only what was not tried yet.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+
+use super::certdir::{self, CertDirs};
+use super::error::RegistryError;
+
+/// Which end of a copy a client serves: the flags a hint may name differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Export, and pull's source side: `--source-cert-dir`.
+    Source,
+    /// Import, and pull's destination: `--registry-cert-dir`.
+    #[default]
+    Destination,
+}
+
+impl Role {
+    fn cert_dir_flag(self) -> &'static str {
+        match self {
+            Role::Source => "--source-cert-dir",
+            Role::Destination => "--registry-cert-dir",
+        }
+    }
+}
+
+/// TLS settings shared by every host, from which each host's configuration is built.
+pub(crate) struct Trust {
+    provider: Arc<CryptoProvider>,
+    /// The system's CAs and the `--registry-ca` certificates.
+    roots: RootCertStore,
+    ca_files: Vec<(PathBuf, Vec<CertificateDer<'static>>)>,
+    dirs: CertDirs,
+    skip_verify: bool,
+    role: Role,
+}
+
+/// What one host's TLS was set up with, for messages.
+#[derive(Debug)]
+pub(crate) struct HostInfo {
+    pub host: String,
+    pub role: Role,
+    /// `--registry-ca` files, then the cert directory's `*.crt`.
+    pub ca_files: Vec<PathBuf>,
+    pub cert_dir: Option<PathBuf>,
+    /// The cert directory came from the command line.
+    pub explicit_dir: bool,
+    pub client_cert: Option<PathBuf>,
+    /// Verification is off for this host.
+    pub skip_verify: bool,
+    /// The server asked for a client certificate (in some handshake).
+    pub asked_for_client_cert: AtomicBool,
+    /// Some request to this host got an answer.
+    pub answered: AtomicBool,
+}
+
+pub(crate) struct HostTls {
+    pub config: rustls::ClientConfig,
+    pub info: Arc<HostInfo>,
+}
+
+impl Trust {
+    pub fn new(
+        ca_files: &[PathBuf],
+        dirs: CertDirs,
+        skip_verify: bool,
+        role: Role,
+    ) -> Result<Trust, RegistryError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!(error = %e, "reading the system's CA certificates");
+        }
+        roots.add_parsable_certificates(native.certs);
+        let mut files = Vec::new();
+        for f in ca_files {
+            let certs = certdir::read_certs(f).map_err(|e| {
+                RegistryError::Config(format!("--registry-ca {}: {e}", f.display()))
+            })?;
+            // A certificate webpki cannot use as an anchor may still be pinned.
+            roots.add_parsable_certificates(certs.iter().cloned());
+            files.push((f.clone(), certs));
+        }
+        if let Some(d) = &dirs.explicit {
+            // Named on the command line: say now if it cannot be read.
+            certdir::load(d, true)?;
+        }
+        Ok(Trust {
+            provider,
+            roots,
+            ca_files: files,
+            dirs,
+            skip_verify,
+            role,
+        })
+    }
+
+    /// The TLS configuration for `host` (`name[:port]`); `registry` is false for a token
+    /// service or a redirect target; `insecure` skips verification (an insecure mirror).
+    pub fn host(
+        &self,
+        host: &str,
+        registry: bool,
+        insecure: bool,
+    ) -> Result<HostTls, RegistryError> {
+        let dir = self.dirs.load(host, registry)?;
+        let mut roots = self.roots.clone();
+        let mut pinned: Vec<CertificateDer<'static>> = Vec::new();
+        let mut ca_files = Vec::new();
+        for (path, certs) in self.ca_files.iter().chain(dir.cas.iter()) {
+            roots.add_parsable_certificates(certs.iter().cloned());
+            pinned.extend(certs.iter().cloned());
+            ca_files.push(path.clone());
+        }
+        let key = match &dir.client {
+            Some(c) => Some(Arc::new(
+                CertifiedKey::from_der(c.chain.clone(), c.key.clone_key(), &self.provider)
+                    .map_err(|e| {
+                        RegistryError::Config(format!(
+                            "client certificate {}: {e} (does its .key belong to it?)",
+                            c.cert_file.display()
+                        ))
+                    })?,
+            )),
+            None => None,
+        };
+        let info = Arc::new(HostInfo {
+            host: host.to_string(),
+            role: self.role,
+            ca_files,
+            cert_dir: dir.dir.clone(),
+            explicit_dir: registry && self.dirs.explicit.is_some(),
+            client_cert: dir.client.as_ref().map(|c| c.cert_file.clone()),
+            skip_verify: self.skip_verify || insecure,
+            asked_for_client_cert: AtomicBool::new(false),
+            answered: AtomicBool::new(false),
+        });
+        let verifier: Arc<dyn ServerCertVerifier> = if self.skip_verify || insecure {
+            Arc::new(Unverified {
+                algorithms: self.provider.signature_verification_algorithms,
+            })
+        } else {
+            Arc::new(
+                Verifier::new(roots, pinned, &self.provider)
+                    .map_err(|e| RegistryError::Config(format!("TLS set-up for {host}: {e}")))?,
+            )
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| RegistryError::Config(format!("TLS set-up for {host}: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_cert_resolver(Arc::new(ClientCertFor {
+                key,
+                info: info.clone(),
+            }));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(HostTls { config, info })
+    }
+}
+
+/// Offers the host's client certificate, if it has one, and notes that it was asked for.
+#[derive(Debug)]
+struct ClientCertFor {
+    key: Option<Arc<CertifiedKey>>,
+    info: Arc<HostInfo>,
+}
+
+impl ResolvesClientCert for ClientCertFor {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.info
+            .asked_for_client_cert
+            .store(true, Ordering::Relaxed);
+        self.key.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
+/// webpki, plus the certificates given as trusted accepted as the server's own.
+#[derive(Debug)]
+struct Verifier {
+    /// `None` when there is no CA at all (no system store, no `--registry-ca`).
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    pinned: Vec<CertificateDer<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl Verifier {
+    fn new(
+        roots: RootCertStore,
+        pinned: Vec<CertificateDer<'static>>,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Verifier, rustls::client::VerifierBuilderError> {
+        let webpki = if roots.is_empty() {
+            None
+        } else {
+            Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()?,
+            )
+        };
+        Ok(Verifier {
+            webpki,
+            pinned,
+            algorithms: provider.signature_verification_algorithms,
+        })
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match &self.webpki {
+            Some(w) => match w.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ) {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            },
+            None => CertificateError::UnknownIssuer.into(),
+        };
+        let pinned = self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref());
+        if pinned {
+            return check_pinned(end_entity, server_name, now)
+                .map(|()| ServerCertVerified::assertion());
+        }
+        Err(problem(describe(&refused, end_entity, server_name, false)))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A certificate given as trusted, presented as the server's own: its names and validity
+/// decide.
+fn check_pinned(
+    cert: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let parsed = rustls::server::ParsedCertificate::try_from(cert)?;
+    if let Err(e) = rustls::client::verify_server_name(&parsed, server_name) {
+        return Err(problem(describe(&e, cert, server_name, true)));
+    }
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let now = now.as_secs() as i64;
+    let v = x509.validity();
+    let kind = if now < v.not_before.timestamp() {
+        Some(Seen::NotYetValid {
+            not_before: v.not_before.to_string(),
+        })
+    } else if now > v.not_after.timestamp() {
+        Some(Seen::Expired {
+            not_after: v.not_after.to_string(),
+        })
+    } else {
+        None
+    };
+    match kind {
+        None => Ok(()),
+        Some(seen) => {
+            let mut p = describe(&CertificateError::Expired.into(), cert, server_name, true);
+            p.seen = seen;
+            Err(problem(p))
+        }
+    }
+}
+
+/// With `--insecure-skip-tls-verify` (or an insecure mirror): any certificate; the
+/// handshake signature is still checked against it.
+#[derive(Debug)]
+struct Unverified {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// What was wrong with the certificate a registry presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seen {
+    SelfSigned,
+    UnknownIssuer,
+    NameMismatch { names: Vec<String> },
+    Expired { not_after: String },
+    NotYetValid { not_before: String },
+    Other(String),
+}
+
+/// A refused certificate, described; travels inside `rustls::Error` to the error message.
+#[derive(Debug, Clone)]
+pub(crate) struct CertProblem {
+    pub seen: Seen,
+    /// The name the client connected to.
+    pub host: String,
+    pub subject: String,
+    pub issuer: String,
+    /// The certificate is one of those given as trusted.
+    pub given: bool,
+}
+
+impl fmt::Display for CertProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let subject = match (self.subject.is_empty(), self.given) {
+            (true, false) => String::new(),
+            (true, true) => " given as trusted".to_string(),
+            (false, false) => format!(" ({})", self.subject),
+            (false, true) => format!(" ({}) given as trusted", self.subject),
+        };
+        match &self.seen {
+            Seen::SelfSigned => write!(f, "the certificate{subject} is self-signed"),
+            Seen::UnknownIssuer => write!(
+                f,
+                "the certificate{subject} is signed by an unknown issuer ({})",
+                self.issuer
+            ),
+            Seen::NameMismatch { names } => write!(
+                f,
+                "the certificate{subject} is for {}, not {}",
+                if names.is_empty() {
+                    "no host name (it has no subjectAltName)".to_string()
+                } else {
+                    names.join(", ")
+                },
+                self.host
+            ),
+            Seen::Expired { not_after } => {
+                write!(f, "the certificate{subject} expired on {not_after}")
+            }
+            Seen::NotYetValid { not_before } => {
+                write!(
+                    f,
+                    "the certificate{subject} is not valid before {not_before}"
+                )
+            }
+            Seen::Other(why) => write!(f, "the certificate{subject} was refused: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for CertProblem {}
+
+fn problem(p: CertProblem) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(p))))
+}
+
+/// Turns webpki's verdict into what a person can act on.
+fn describe(
+    err: &rustls::Error,
+    cert: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    given: bool,
+) -> CertProblem {
+    let host = server_name.to_str().into_owned();
+    let parsed = x509_parser::parse_x509_certificate(cert.as_ref()).ok();
+    let x509 = parsed.as_ref().map(|(_, c)| c);
+    let subject = x509.map(|c| c.subject().to_string()).unwrap_or_default();
+    let issuer = x509.map(|c| c.issuer().to_string()).unwrap_or_default();
+    let self_issued = x509
+        .is_some_and(|c| c.tbs_certificate.subject.as_raw() == c.tbs_certificate.issuer.as_raw());
+    let seen = match err {
+        rustls::Error::InvalidCertificate(ce) => match ce {
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                Seen::NameMismatch {
+                    names: x509.map(names).unwrap_or_default(),
+                }
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => Seen::Expired {
+                not_after: x509
+                    .map(|c| c.validity().not_after.to_string())
+                    .unwrap_or_default(),
+            },
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                Seen::NotYetValid {
+                    not_before: x509
+                        .map(|c| c.validity().not_before.to_string())
+                        .unwrap_or_default(),
+                }
+            }
+            _ if self_issued => Seen::SelfSigned,
+            CertificateError::UnknownIssuer => Seen::UnknownIssuer,
+            other => Seen::Other(other.to_string()),
+        },
+        other => Seen::Other(other.to_string()),
+    };
+    CertProblem {
+        seen,
+        host,
+        subject,
+        issuer,
+        given,
+    }
+}
+
+/// DNS names and IP addresses of the subjectAltName.
+fn names(c: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok(Some(san)) = c.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).ok()?).to_string()),
+                16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).ok()?).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a TLS failure with `info`'s host was, and what to do: `(what was seen, hint)`.
+/// `None` when the failure is not about TLS.
+pub(crate) fn explain(
+    e: &(dyn std::error::Error + 'static),
+    info: Option<&HostInfo>,
+) -> Option<(String, String)> {
+    let causes = super::scheme::causes(e);
+    let rustls_err = causes
+        .iter()
+        .find_map(|c| c.downcast_ref::<rustls::Error>());
+    let alert = alert_received(e);
+    if let Some(info) = info.filter(|i| client_cert_problem(e, i)) {
+        let host = &info.host;
+        let what = alert
+            .map(|a| format!("the registry answered with TLS alert {a}"))
+            .unwrap_or_else(|| "the registry closed the connection".to_string());
+        return Some(match &info.client_cert {
+            None => (
+                format!("the registry asked for a client certificate and none is set up for {host} ({what})"),
+                if info.explicit_dir {
+                    format!(
+                        "{} holds no client certificate: add client.cert and client.key there",
+                        info.cert_dir
+                            .as_ref()
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_default()
+                    )
+                } else {
+                    format!(
+                        "put client.cert and client.key in {}, or pass {} DIR with them",
+                        dir_hint(host),
+                        info.role.cert_dir_flag()
+                    )
+                },
+            ),
+            Some(cert) => (
+                format!(
+                    "the registry refused the client certificate {} ({what})",
+                    cert.display()
+                ),
+                "it must be signed by a CA the registry trusts for clients (distribution's http.tls.clientcas)".to_string(),
+            ),
+        });
+    }
+    let rustls_err = rustls_err?;
+    let Some(info) = info else {
+        return Some((
+            format!("TLS failed: {rustls_err}"),
+            "pass --registry-ca FILE with the CA that signed the certificate, or --insecure-skip-tls-verify".into(),
+        ));
+    };
+    let host = &info.host;
+    let given = if info.ca_files.is_empty() {
+        String::new()
+    } else {
+        info.ca_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) =
+        rustls_err
+    {
+        if let Some(p) = inner.downcast_ref::<CertProblem>() {
+            let hint = match &p.seen {
+                Seen::SelfSigned if !given.is_empty() => format!(
+                    "it is none of the certificates given ({given}): give the certificate the registry serves (its domain.crt), or the CA that signed it"
+                ),
+                Seen::SelfSigned => format!(
+                    "pass --registry-ca FILE with that certificate (the registry's domain.crt), or put it in {}; or --insecure-skip-tls-verify",
+                    ca_hint(host)
+                ),
+                Seen::UnknownIssuer if !given.is_empty() => format!(
+                    "none of the certificates given ({given}) nor the system's CAs signed it: give the CA certificate of {}",
+                    p.issuer
+                ),
+                Seen::UnknownIssuer => format!(
+                    "pass --registry-ca FILE with the CA certificate that signed it, or put it in {}; or --insecure-skip-tls-verify",
+                    ca_hint(host)
+                ),
+                Seen::NameMismatch { .. } => format!(
+                    "reach the registry by a name the certificate holds, or have the certificate reissued with {} in its subjectAltName",
+                    strip_port(host)
+                ),
+                Seen::Expired { .. } => {
+                    "renew the registry's certificate (or check this machine's clock)".to_string()
+                }
+                Seen::NotYetValid { .. } => "check this machine's clock".to_string(),
+                Seen::Other(_) => "check the registry's certificate".to_string(),
+            };
+            return Some((p.to_string(), hint));
+        }
+    }
+    let mut hint = String::from("if the registry serves plain HTTP, pass --plain-http");
+    if given.is_empty() && info.cert_dir.is_none() && !info.skip_verify {
+        hint = format!(
+            "pass --registry-ca FILE with the CA that signed the registry's certificate, or --insecure-skip-tls-verify; {hint}"
+        );
+    }
+    Some((format!("TLS failed: {rustls_err}"), hint))
+}
+
+fn ca_hint(host: &str) -> String {
+    format!("/etc/docker/certs.d/{host}/ca.crt (or /etc/containers/certs.d/{host}/ca.crt)")
+}
+
+fn dir_hint(host: &str) -> String {
+    format!("/etc/docker/certs.d/{host}/ (or /etc/containers/certs.d/{host}/)")
+}
+
+/// The TLS alert the server sent, if one ended the connection. After the handshake rustls
+/// reports it only as text inside an I/O error.
+fn alert_received(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    super::scheme::causes(e).iter().find_map(|c| {
+        if let Some(rustls::Error::AlertReceived(a)) = c.downcast_ref::<rustls::Error>() {
+            return Some(format!("{a:?}"));
+        }
+        let s = c.to_string();
+        let (_, rest) = s.split_once("received fatal alert: ")?;
+        Some(rest.split_whitespace().next().unwrap_or("").to_string())
+    })
+}
+
+/// Whether a failure with this host is about the client certificate: the server asked for
+/// one, and then refused the handshake or closed the connection (TLS 1.3 servers do that
+/// after the handshake, so it shows as a broken connection, not a handshake failure). Such
+/// a failure does not heal by retrying.
+pub(crate) fn client_cert_problem(e: &(dyn std::error::Error + 'static), info: &HostInfo) -> bool {
+    if !info.asked_for_client_cert.load(Ordering::Relaxed) {
+        return false;
+    }
+    if let Some(a) = alert_received(e) {
+        return matches!(
+            a.as_str(),
+            "CertificateRequired"
+                | "BadCertificate"
+                | "UnknownCA"
+                | "CertificateUnknown"
+                | "HandshakeFailure"
+                | "AccessDenied"
+                | "UnsupportedCertificate"
+                | "CertificateExpired"
+                | "CertificateRevoked"
+        );
+    }
+    // Connected and then cut before the host ever answered: the handshake's verdict on
+    // the certificate, as TLS 1.3 servers give it. Once the host has answered, a cut is
+    // only a cut.
+    if info.answered.load(Ordering::Relaxed) {
+        return false;
+    }
+    super::scheme::causes(e)
+        .iter()
+        .find_map(|c| c.downcast_ref::<reqwest::Error>())
+        .is_some_and(|r| !r.is_timeout() && (r.is_request() || r.is_connect()))
+        && !super::scheme::causes(e).iter().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        })
+}
+
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(names: &[&str], ca: bool) -> CertificateDer<'static> {
+        self_signed_until(names, ca, None)
+    }
+
+    fn self_signed_until(
+        names: &[&str],
+        ca: bool,
+        years: Option<(i32, i32)>,
+    ) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        if ca {
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        if let Some((from, to)) = years {
+            p.not_before = rcgen::date_time_ymd(from, 1, 1);
+            p.not_after = rcgen::date_time_ymd(to, 1, 1);
+        }
+        p.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn verifier(pinned: Vec<CertificateDer<'static>>) -> Verifier {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(pinned.iter().cloned());
+        Verifier::new(roots, pinned, &provider).unwrap()
+    }
+
+    fn verdict(v: &Verifier, cert: &CertificateDer<'static>, host: &str) -> Result<(), Seen> {
+        let name = ServerName::try_from(host.to_string()).unwrap();
+        v.verify_server_cert(cert, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(p))) => {
+                    p.downcast_ref::<CertProblem>().unwrap().seen.clone()
+                }
+                other => panic!("undescribed: {other:?}"),
+            })
+    }
+
+    #[test]
+    fn a_given_self_signed_ca_cert_is_accepted_as_the_servers_own_for_its_names_only() {
+        let cert = self_signed(&["registry.local"], true);
+        let v = verifier(vec![cert.clone()]);
+        assert_eq!(verdict(&v, &cert, "registry.local"), Ok(()));
+        match verdict(&v, &cert, "other.local") {
+            Err(Seen::NameMismatch { names }) => assert_eq!(names, ["registry.local"]),
+            other => panic!("{other:?}"),
+        }
+        // Not given: refused and called what it is.
+        let stranger = self_signed(&["registry.local"], true);
+        assert_eq!(
+            verdict(&v, &stranger, "registry.local"),
+            Err(Seen::SelfSigned)
+        );
+        assert_eq!(
+            verdict(&verifier(vec![]), &cert, "registry.local"),
+            Err(Seen::SelfSigned)
+        );
+    }
+
+    #[test]
+    fn a_given_certificate_out_of_its_validity_is_refused() {
+        let old = self_signed_until(&["registry.local"], true, Some((2019, 2020)));
+        match verdict(&verifier(vec![old.clone()]), &old, "registry.local") {
+            Err(Seen::Expired { not_after }) => assert!(not_after.contains("2020"), "{not_after}"),
+            other => panic!("{other:?}"),
+        }
+        let future = self_signed_until(&["registry.local"], false, Some((2999, 3000)));
+        assert!(matches!(
+            verdict(&verifier(vec![future.clone()]), &future, "registry.local"),
+            Err(Seen::NotYetValid { .. })
+        ));
+    }
+}
