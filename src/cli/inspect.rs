@@ -1,5 +1,5 @@
-//! `kots-bundle inspect`: what an archive holds, from its head, entry index and manifests
-//! (never the layers). Every string from the archive is printed escaped
+//! `kots-bundle inspect`: what an archive holds, from its head, entry index, manifests and
+//! upstream files (never the layers). Every string from the archive is printed escaped
 //! ([`names::escaped`]), so a hostile name cannot rewrite the terminal.
 
 use std::path::PathBuf;
@@ -19,10 +19,12 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<i32> {
-    // The head, the entry index and the manifests: cheap, and enough to refuse a truncated,
-    // incomplete or tampered-with layout. Layer content is `verify`'s job.
+    // The head, the entry index, the manifests and the app's files: cheap, and enough to
+    // refuse a truncated, incomplete or tampered-with layout. Layer content is `verify`'s job.
     let reader = ArchiveReader::open(&args.archive)?;
     reader.check_layout()?;
+    // The app's files are small and are what import writes: each header and digest checked.
+    reader.upstream_files()?;
     let meta = reader.metadata();
     if args.json {
         // JSON escapes control characters itself.
