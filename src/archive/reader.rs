@@ -711,10 +711,11 @@ impl ArchiveReader {
         Ok(Step::Entry(name))
     }
 
-    /// Every image of the metadata is in `index.json` and the other way round, every
-    /// manifest's references are present with the sizes its descriptors give, and the
-    /// metadata's blob list is exactly the blobs stored. Linear in the number of images and
-    /// blobs; each manifest is read once however many images share it.
+    /// Everything but the layers' content: every image of the metadata is in `index.json`
+    /// and the other way round, every manifest's references are present with the sizes its
+    /// descriptors give, and every upstream file matches its header and digest. Linear in
+    /// the number of images and blobs; each manifest is read once however many images share
+    /// it.
     pub fn check_layout(&self) -> Result<VerifySummary, ArchiveError> {
         let meta = &self.metadata;
         let index = self.oci_index()?;
@@ -787,6 +788,9 @@ impl ArchiveReader {
                 ));
             }
         }
+        // The app's files are small and are what import writes: read and checked here too,
+        // so import refuses a bad one before it pushes anything.
+        self.upstream_files()?;
         Ok(VerifySummary {
             images: meta.images.len(),
             blobs: meta.blobs.len(),
@@ -886,11 +890,19 @@ fn detect(path: &Path) -> Result<Compression, ArchiveError> {
         source,
     })?;
     let mut magic = [0u8; 4];
-    f.read_exact(&mut magic)
-        .map_err(|_| ArchiveError::NotAnArchive {
-            path: path.to_path_buf(),
-            why: "file is empty or too short".into(),
-        })?;
+    f.read_exact(&mut magic).map_err(|source| {
+        if source.kind() == io::ErrorKind::UnexpectedEof {
+            ArchiveError::NotAnArchive {
+                path: path.to_path_buf(),
+                why: "file is empty or too short".into(),
+            }
+        } else {
+            ArchiveError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
     Ok(if magic == ZSTD_MAGIC {
         Compression::Zstd
     } else {
