@@ -555,7 +555,7 @@ async fn archives_without_upstream_digests_are_still_accepted() {
 /// Rewrites the first single-platform image manifest of `recs` with `edit`, and everything
 /// that names it (its blob entry, index.json, the metadata's image and blob records), so
 /// the archive is consistent except for what `edit` changed.
-fn rewrite_manifest(recs: &mut Vec<Record>, edit: impl FnOnce(&mut serde_json::Value)) {
+fn rewrite_manifest(recs: &mut [Record], edit: impl FnOnce(&mut serde_json::Value)) {
     let i = recs
         .iter()
         .position(|x| {

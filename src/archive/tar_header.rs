@@ -233,9 +233,8 @@ fn parse_block(block: &[u8; BLOCK as usize]) -> Result<RawHeader, HeaderError> {
                 .into(),
         ));
     }
-    let field = |range: std::ops::Range<usize>, what: &str| {
-        number(&block[range], what).map_err(|why| fail(why))
-    };
+    let field =
+        |range: std::ops::Range<usize>, what: &str| number(&block[range], what).map_err(&fail);
     let cksum = field(148..156, "checksum")?;
     let computed: u64 = block
         .iter()
@@ -406,10 +405,8 @@ fn pax(data: &[u8]) -> Result<Extension, String> {
             "uid" | "gid" => {
                 decimal(value).ok_or_else(|| format!("{key} is not a decimal number"))?;
             }
-            "mtime" | "atime" | "ctime" => {
-                if !is_pax_time(value) {
-                    return Err(format!("{key} is not a time"));
-                }
+            "mtime" | "atime" | "ctime" if !is_pax_time(value) => {
+                return Err(format!("{key} is not a time"));
             }
             k if k.starts_with("GNU.sparse.") => {
                 // Python and Go rename or re-size the entry by these; sparse files are
