@@ -59,6 +59,8 @@ pub async fn export(
     client: Client,
     opts: &ExportOptions,
 ) -> Result<ExportSummary, CopyError> {
+    // What the archive reader would refuse is refused now, before anything is downloaded.
+    archive::check_contents(name, images.len(), &upstream.files)?;
     let source = Arc::new(RegistrySource::new(client));
     let resolved = resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
     let app = App {

@@ -201,3 +201,53 @@ async fn blobs_read_in_place_by_digest() {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].path, "deploy.yaml");
 }
+
+/// The metadata an archive carries validates against the published JSON schema
+/// (`bundle-format/metadata.schema.json`, checked by Python's `jsonschema`), including the
+/// upstream digests; an app name that is a path does not.
+#[tokio::test]
+async fn metadata_matches_the_published_schema() {
+    common::require_tools(&["python3"]);
+    let b = build(Compression::Zstd).await;
+    let meta = ArchiveReader::read_metadata_only(&b.archive).unwrap();
+    assert_eq!(
+        meta.upstream_digests
+            .get("deploy.yaml")
+            .map(|d| d.to_string()),
+        Some(synth::sha256(
+            &ArchiveReader::open(&b.archive)
+                .unwrap()
+                .upstream_files()
+                .unwrap()[0]
+                .data
+        ))
+    );
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundle-format/metadata.schema.json");
+    let validate = |doc: &serde_json::Value| {
+        let file = b._dir.path().join("meta.json");
+        std::fs::write(&file, serde_json::to_vec(doc).unwrap()).unwrap();
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import json, sys, jsonschema\n\
+                 s = json.load(open(sys.argv[1])); d = json.load(open(sys.argv[2]))\n\
+                 jsonschema.Draft202012Validator(s).validate(d)",
+            )
+            .arg(&schema)
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let mut doc = serde_json::to_value(&meta).unwrap();
+    let ok = validate(&doc);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    doc["app"]["name"] = "../elsewhere".into();
+    assert!(
+        !validate(&doc).status.success(),
+        "the schema allows a path as app name"
+    );
+}

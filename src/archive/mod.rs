@@ -11,6 +11,7 @@
 //!   the index is rebuilt by walking tar headers.
 
 mod reader;
+mod tar_header;
 mod transport;
 mod writer;
 
@@ -41,6 +42,14 @@ pub(crate) const FOOTER_FRAME_MAGIC: u32 = 0x184D_2A5B;
 pub(crate) const FOOTER_MAGIC: &[u8; 8] = b"KBNDLIDX";
 /// Refuse metadata, index and manifest entries larger than this: they are small JSON.
 pub(crate) const MAX_JSON_ENTRY: u64 = 64 * 1024 * 1024;
+/// Most images one archive may hold (metadata `images`, `index.json` manifests). Real apps
+/// carry tens to a few hundred; the cap keeps a hostile metadata document from costing more
+/// than seconds to check.
+pub const MAX_IMAGES: usize = 50_000;
+/// Most blobs one archive may hold (layers, configs, manifests).
+pub const MAX_BLOBS: usize = 500_000;
+/// Most upstream files one archive may hold.
+pub const MAX_UPSTREAM_FILES: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -68,6 +77,11 @@ pub struct Metadata {
     pub total_size: u64,
     /// Upstream files under `upstream/`, relative paths.
     pub upstream_files: Vec<String>,
+    /// sha256 of each upstream file, by its path in `upstream_files`. Added within v1:
+    /// archives written before it have none, and their upstream files are then checked by
+    /// name and size only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstream_digests: BTreeMap<String, Digest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,11 +162,23 @@ pub enum ArchiveError {
     BadIndex { path: PathBuf, why: String },
     #[error("{path}: metadata: {why}")]
     BadMetadata { path: PathBuf, why: String },
+    /// Export refuses what the reader would refuse, before anything is downloaded.
+    #[error("{what} cannot be carried in an archive: {why}")]
+    Unwritable { what: String, why: String },
 }
 
-impl Metadata {
-    pub fn blob(&self, digest: &Digest) -> Option<&BlobRecord> {
-        self.blobs.iter().find(|b| &b.digest == digest)
+impl ArchiveError {
+    /// The archive itself is damaged or hostile (`verify` exits 3), as opposed to a failure
+    /// to read it at all (missing file, permissions: exit 1).
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            ArchiveError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ),
+            ArchiveError::Unwritable { .. } => false,
+            _ => true,
+        }
     }
 }
 
@@ -161,25 +187,17 @@ pub fn blob_entry(digest: &Digest) -> String {
     digest.layout_path()
 }
 
-/// Checks an entry name from a tar header: relative, no `..`, no empty parts, one of the
-/// places the format allows. Returns why not.
+/// Checks an entry name from a tar header: one of the places the format allows, and for
+/// `upstream/...` a path [`crate::names::relative_path`] accepts (the rule the upstream
+/// loader, the writer and the app directory apply too). Returns why not.
 pub(crate) fn check_entry_name(name: &str) -> Result<(), String> {
-    if name.starts_with('/') {
-        return Err("absolute path".into());
+    if let Some(rel) = name.strip_prefix(UPSTREAM_DIR) {
+        return crate::names::relative_path(rel).map_err(|why| why.to_string());
     }
-    if name
-        .split('/')
-        .any(|p| p == ".." || p == "." || p.is_empty())
-    {
-        return Err("path with '..', '.' or an empty component".into());
-    }
-    if name.contains('\\') || name.contains('\0') {
-        return Err("path with a backslash or NUL".into());
-    }
+    crate::names::relative_path(name).map_err(|why| why.to_string())?;
     let allowed = name == METADATA_ENTRY
         || name == "oci-layout"
         || name == "index.json"
-        || name.starts_with(UPSTREAM_DIR)
         || name
             .strip_prefix("blobs/sha256/")
             .is_some_and(|h| format!("sha256:{h}").parse::<Digest>().is_ok());
@@ -187,6 +205,49 @@ pub(crate) fn check_entry_name(name: &str) -> Result<(), String> {
         return Err("not a place the format allows".into());
     }
     Ok(())
+}
+
+/// Checks what export is about to write, with the reader's rules, so an archive the reader
+/// would refuse is never written: the app name, each upstream file's path (and that they
+/// can all exist at once: no `a` beside `a/b.yaml`), and the caps on images and files.
+/// Export calls this before it downloads anything.
+pub fn check_contents(
+    app_name: &str,
+    images: usize,
+    files: &[crate::upstream::ManifestFile],
+) -> Result<(), ArchiveError> {
+    use crate::names;
+    names::app_name(app_name).map_err(|why| ArchiveError::Unwritable {
+        what: format!("app name \"{}\"", names::escaped(app_name)),
+        why: why.to_string(),
+    })?;
+    if images > MAX_IMAGES {
+        return Err(ArchiveError::Unwritable {
+            what: format!("{images} images"),
+            why: format!("an archive holds at most {MAX_IMAGES}"),
+        });
+    }
+    if files.len() > MAX_UPSTREAM_FILES {
+        return Err(ArchiveError::Unwritable {
+            what: format!("{} upstream files", files.len()),
+            why: format!("an archive holds at most {MAX_UPSTREAM_FILES}"),
+        });
+    }
+    let file = |p: &str| format!("upstream file \"{}\"", names::escaped(p));
+    for f in files {
+        check_entry_name(&format!("{UPSTREAM_DIR}{}", f.path)).map_err(|why| {
+            ArchiveError::Unwritable {
+                what: file(&f.path),
+                why,
+            }
+        })?;
+    }
+    names::check_tree(files.iter().map(|f| f.path.as_str())).map_err(|(p, why)| {
+        ArchiveError::Unwritable {
+            what: file(&p),
+            why: why.to_string(),
+        }
+    })
 }
 
 /// Begins an archive for `images`: writes the metadata, `oci-layout`, `index.json` and the
@@ -199,6 +260,7 @@ pub fn start(
     compression: Compression,
     zstd: ZstdOptions,
 ) -> Result<ArchiveWriter, ArchiveError> {
+    check_contents(&app.name, images.len(), upstream)?;
     let mut blobs: BTreeMap<Digest, BlobRecord> = BTreeMap::new();
     for image in images {
         for d in image.all_blobs() {
@@ -210,6 +272,19 @@ pub fn start(
         }
     }
     let blobs: Vec<BlobRecord> = blobs.into_values().collect();
+    let total_size = blobs
+        .iter()
+        .try_fold(0u64, |t, b| t.checked_add(b.size))
+        .ok_or_else(|| ArchiveError::Unwritable {
+            what: "the images".into(),
+            why: "their blob sizes add up to more than 2^64 bytes".into(),
+        })?;
+    if blobs.len() > MAX_BLOBS {
+        return Err(ArchiveError::Unwritable {
+            what: format!("{} blobs", blobs.len()),
+            why: format!("an archive holds at most {MAX_BLOBS}"),
+        });
+    }
     let metadata = Metadata {
         format: FORMAT.to_string(),
         tool: Tool {
@@ -229,9 +304,13 @@ pub fn start(
                 size: i.size(),
             })
             .collect(),
-        total_size: blobs.iter().map(|b| b.size).sum(),
+        total_size,
         blobs,
         upstream_files: upstream.iter().map(|f| f.path.clone()).collect(),
+        upstream_digests: upstream
+            .iter()
+            .map(|f| (f.path.clone(), Digest::of(&f.data)))
+            .collect(),
     };
     let mut w = ArchiveWriter::create(path, &metadata, compression, zstd)?;
     w.add_file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -301,5 +380,29 @@ mod tests {
         assert!(check_entry_name("upstream/../../x").is_err());
         assert!(check_entry_name("blobs/sha256/nothex").is_err());
         assert!(check_entry_name("other.txt").is_err());
+        assert!(check_entry_name("upstream/a\\b.yaml").is_err());
+        assert!(check_entry_name("upstream/a\nb.yaml").is_err());
+        assert!(check_entry_name(&format!("upstream/{}", "a".repeat(256))).is_err());
+        assert!(check_entry_name("blobs/sha256/ABCDEF").is_err());
+    }
+
+    #[test]
+    fn contents_are_checked_with_the_readers_rules() {
+        let f = |p: &str| crate::upstream::ManifestFile {
+            path: p.into(),
+            data: vec![],
+        };
+        assert!(check_contents("app", 1, &[f("a/b.yaml"), f("c.yaml")]).is_ok());
+        for (name, files) in [
+            ("../app", vec![f("a.yaml")]),
+            ("/abs", vec![f("a.yaml")]),
+            ("app", vec![f("a\\b.yaml")]),
+            ("app", vec![f("a"), f("a/b.yaml")]),
+            ("app", vec![f(&"x".repeat(300))]),
+        ] {
+            let e = check_contents(name, 1, &files).unwrap_err();
+            assert!(!e.is_corrupt(), "{e}");
+        }
+        assert!(check_contents("app", MAX_IMAGES + 1, &[]).is_err());
     }
 }

@@ -1,36 +1,47 @@
 //! Reads an `.airgap` archive in place: the metadata from the head, any entry by seeking to
 //! it (zstd frame or tar offset), and a full sequential verification pass. Nothing is ever
-//! extracted to disk, and nothing in the file is trusted before it is checked.
+//! extracted to disk, and nothing in the file is trusted before it is checked. Every path
+//! reads tar headers with [`super::tar_header`], so all of them see the same entries.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageIndex, ImageManifest};
 
+use super::tar_header::{padding, read_header, Header, HeaderError, Next, BLOCK};
 use super::{
-    blob_entry, check_entry_name, ArchiveError, Compression, EntryIndex, IndexEntry, Metadata,
-    FOOTER_FRAME_MAGIC, FOOTER_MAGIC, FORMAT, MAX_JSON_ENTRY, METADATA_ENTRY, REF_NAME_ANNOTATION,
-    UPSTREAM_DIR,
+    blob_entry, check_entry_name, ArchiveError, Compression, EntryIndex, ImageRecord, IndexEntry,
+    Metadata, FOOTER_FRAME_MAGIC, FOOTER_MAGIC, FORMAT, MAX_BLOBS, MAX_IMAGES, MAX_JSON_ENTRY,
+    MAX_UPSTREAM_FILES, METADATA_ENTRY, REF_NAME_ANNOTATION, UPSTREAM_DIR,
 };
 use crate::digest::{Digest, Hasher, VerifyingReader};
+use crate::names;
+use crate::reference::Reference;
 use crate::upstream::ManifestFile;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 const READ_BUFFER: usize = 1 << 20;
 /// A footer index larger than this is not one we wrote.
 const MAX_FOOTER: u64 = 256 * 1024 * 1024;
-/// Zero bytes accepted after the tar's end marker (tar writers pad to 10 KiB records).
+/// Zero bytes accepted after the tar's first end-of-archive block (the second block, plus
+/// padding: tar writers pad to 10 KiB records).
 const TRAILER_LIMIT: u64 = 20 * 1024;
-/// Longest GNU long name or PAX header we accept.
-const MAX_LONG_HEADER: u64 = 64 * 1024;
+/// The zstd frame(s) holding the end-of-archive blocks are a few dozen bytes.
+const MAX_END_FRAME: u64 = 64 * 1024;
+/// Nesting of indexes inside indexes accepted (real images have one level).
+const MAX_MANIFEST_DEPTH: usize = 8;
 
 pub struct ArchiveReader {
     path: PathBuf,
     compression: Compression,
     metadata: Metadata,
     index: EntryIndex,
+    /// Where the tar ends in the file: the footer's first byte (zstd), or the file's end.
+    body_end: u64,
+    /// Position of each image in `metadata.images`, by reference.
+    images: HashMap<Reference, usize>,
 }
 
 /// The content of one entry, bounded to its declared size.
@@ -41,6 +52,8 @@ pub struct Entry {
     check_frame_end: bool,
     padding: u64,
 }
+
+const FRAME_TOO_LONG: &str = "the entry's zstd frame holds more data than the entry declares";
 
 impl Read for Entry {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -62,31 +75,69 @@ impl Read for Entry {
                 }
             }
             if got as u64 != self.padding || rest[..got].iter().any(|&b| b != 0) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the entry's zstd frame holds more data than the entry declares",
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, FRAME_TOO_LONG));
             }
         }
         Ok(n)
     }
 }
 
+/// Counts the bytes taken from a reader, so the tar walk knows where each entry starts in
+/// the file (zstd's decoder takes input through `fill_buf`/`consume`, so the count is exact
+/// at every frame end).
+struct Counted<R> {
+    inner: R,
+    pos: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+        self.pos += n as u64;
+    }
+}
+
+/// What one step of the tar walk found.
+enum Step {
+    Entry(String),
+    Directory,
+    End,
+}
+
 impl ArchiveReader {
     /// Opens an archive: reads the metadata from its head and its entry index from the
-    /// footer (zstd) or by walking tar headers (uncompressed).
+    /// footer (zstd) or by walking tar headers (uncompressed), and checks they agree.
     pub fn open(path: &Path) -> Result<ArchiveReader, ArchiveError> {
         let compression = detect(path)?;
         let metadata = read_metadata(path, compression)?;
-        let index = match compression {
+        let (index, body_end) = match compression {
             Compression::Zstd => read_footer(path)?,
             Compression::None => scan_tar(path)?,
         };
+        let images = metadata
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.reference.clone(), i))
+            .collect();
         let reader = ArchiveReader {
             path: path.to_path_buf(),
             compression,
             metadata,
             index,
+            body_end,
+            images,
         };
         reader.check_index()?;
         Ok(reader)
@@ -103,11 +154,20 @@ impl ArchiveReader {
     pub fn compression(&self) -> Compression {
         self.compression
     }
+    /// The metadata, checked: app name, caps, upstream paths; duplicate image and blob
+    /// records (same digest) collapsed into one.
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
     }
     pub fn index(&self) -> &EntryIndex {
         &self.index
+    }
+
+    /// The metadata's record of `reference`.
+    pub fn image(&self, reference: &Reference) -> Option<&ImageRecord> {
+        self.images
+            .get(reference)
+            .map(|&i| &self.metadata.images[i])
     }
 
     fn bad(&self, entry: &str, why: impl Into<String>) -> ArchiveError {
@@ -118,42 +178,87 @@ impl ArchiveReader {
         }
     }
 
+    fn bad_index(&self, why: impl Into<String>) -> ArchiveError {
+        ArchiveError::BadIndex {
+            path: self.path.clone(),
+            why: why.into(),
+        }
+    }
+
+    fn bad_metadata(&self, why: impl Into<String>) -> ArchiveError {
+        ArchiveError::BadMetadata {
+            path: self.path.clone(),
+            why: why.into(),
+        }
+    }
+
+    fn io_err(&self) -> impl Fn(io::Error) -> ArchiveError + '_ {
+        |source| ArchiveError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// A header error found while reading `entry` by the index.
+    fn header_err(&self, entry: &str, e: HeaderError) -> ArchiveError {
+        match e {
+            HeaderError::Bad { entry: found, why } if found != entry => {
+                self.bad(entry, format!("{found:?}: {why}"))
+            }
+            HeaderError::Bad { why, .. } => self.bad(entry, why),
+            HeaderError::Io(e) => self.bad(entry, io_why(&e)),
+        }
+    }
+
     /// The index must be plausible before we seek by it: names allowed, ranges inside the
-    /// file and not overlapping, blobs of the metadata all present with their sizes.
+    /// tar and not overlapping (in a zstd archive, one frame after the other from the first
+    /// byte, then only the end-of-archive frame), blobs of the metadata all present with
+    /// their sizes, the upstream entries exactly the metadata's upstream files.
     fn check_index(&self) -> Result<(), ArchiveError> {
-        let file_len = std::fs::metadata(&self.path)
-            .map_err(|source| ArchiveError::Io {
-                path: self.path.clone(),
-                source,
-            })?
-            .len();
-        let mut ranges: Vec<(u64, u64, &str)> = Vec::new();
-        for (name, e) in &self.index.entries {
+        let entries = &self.index.entries;
+        if entries.len() > MAX_BLOBS + MAX_UPSTREAM_FILES + 3 {
+            return Err(self.bad_index(format!("{} entries is too many", entries.len())));
+        }
+        let mut ranges: Vec<(u64, u64, &str)> = Vec::with_capacity(entries.len());
+        for (name, e) in entries {
             check_entry_name(name).map_err(|why| self.bad(name, why))?;
             let end = e
                 .offset
                 .checked_add(e.length)
-                .filter(|&end| end <= file_len);
+                .filter(|&end| end <= self.body_end);
             let Some(end) = end else {
-                return Err(ArchiveError::BadIndex {
-                    path: self.path.clone(),
-                    why: format!("entry {name:?} lies past the end of the file"),
-                });
+                return Err(self.bad_index(format!("entry {name:?} lies past the end of the file")));
             };
             ranges.push((e.offset, end, name));
         }
         ranges.sort();
         for w in ranges.windows(2) {
             if w[0].1 > w[1].0 {
-                return Err(ArchiveError::BadIndex {
-                    path: self.path.clone(),
-                    why: format!("entries {:?} and {:?} overlap", w[0].2, w[1].2),
-                });
+                return Err(
+                    self.bad_index(format!("entries {:?} and {:?} overlap", w[0].2, w[1].2))
+                );
             }
+        }
+        if entries.get(METADATA_ENTRY).map(|e| e.offset) != Some(0) {
+            return Err(self.bad_index(format!("{METADATA_ENTRY} is not the first entry")));
+        }
+        if self.compression == Compression::Zstd {
+            // No gap for a frame the index does not name (a hidden entry, or a skippable
+            // frame that tar and skopeo would skip but a seek by the index would read).
+            let mut at = 0;
+            for &(offset, end, name) in &ranges {
+                if offset != at {
+                    return Err(self.bad_index(format!(
+                        "bytes {at}..{offset} before entry {name:?} belong to no entry"
+                    )));
+                }
+                at = end;
+            }
+            self.check_end_frame(at)?;
         }
         for b in &self.metadata.blobs {
             let name = blob_entry(&b.digest);
-            match self.index.entries.get(&name) {
+            match entries.get(&name) {
                 None => {
                     return Err(ArchiveError::Missing {
                         path: self.path.clone(),
@@ -169,7 +274,78 @@ impl ArchiveReader {
                 Some(_) => {}
             }
         }
+        let listed: HashSet<&str> = self.metadata.blobs.iter().map(|b| b.digest.hex()).collect();
+        if let Some(hex) = entries
+            .keys()
+            .filter_map(|n| n.strip_prefix("blobs/sha256/"))
+            .find(|h| !listed.contains(h))
+        {
+            return Err(self.bad_metadata(format!("blob sha256:{hex} is stored but not listed")));
+        }
+        let upstream: BTreeSet<&str> = entries
+            .keys()
+            .filter_map(|n| n.strip_prefix(UPSTREAM_DIR))
+            .collect();
+        let files: BTreeSet<&str> = self
+            .metadata
+            .upstream_files
+            .iter()
+            .map(String::as_str)
+            .collect();
+        if let Some(p) = upstream.difference(&files).next() {
+            return Err(self.bad(
+                &format!("{UPSTREAM_DIR}{p}"),
+                "is stored but not in the metadata's upstreamFiles",
+            ));
+        }
+        if let Some(p) = files.difference(&upstream).next() {
+            return Err(ArchiveError::Missing {
+                path: self.path.clone(),
+                entry: format!("{UPSTREAM_DIR}{p}"),
+            });
+        }
+        // After the per-blob sizes, so a lie names its blob.
+        let total = self
+            .metadata
+            .blobs
+            .iter()
+            .try_fold(0u64, |t, b| t.checked_add(b.size));
+        if total != Some(self.metadata.total_size) {
+            let total = total.map_or("more than 2^64".into(), |t| t.to_string());
+            return Err(self.bad_metadata(format!(
+                "totalSize {} but blobs add up to {total}",
+                self.metadata.total_size
+            )));
+        }
         Ok(())
+    }
+
+    /// Between the last entry and the footer: the end-of-archive blocks, zeros only.
+    fn check_end_frame(&self, at: u64) -> Result<(), ArchiveError> {
+        let len = self.body_end - at;
+        if len == 0 || len > MAX_END_FRAME {
+            return Err(self.bad_index(format!(
+                "{len} bytes between the last entry and the footer (the end-of-archive frame \
+                 is a few dozen)"
+            )));
+        }
+        let mut file = File::open(&self.path).map_err(self.io_err())?;
+        file.seek(SeekFrom::Start(at)).map_err(self.io_err())?;
+        let mut raw = vec![0u8; len as usize];
+        file.read_exact(&mut raw).map_err(self.io_err())?;
+        let mut zeros = Vec::new();
+        let decoded = zstd::stream::read::Decoder::with_buffer(&raw[..])
+            .and_then(|d| d.take(TRAILER_LIMIT + BLOCK + 1).read_to_end(&mut zeros));
+        match decoded {
+            Ok(n)
+                if (2 * BLOCK..=TRAILER_LIMIT + BLOCK).contains(&(n as u64))
+                    && zeros.iter().all(|&b| b == 0) =>
+            {
+                Ok(())
+            }
+            Ok(_) => Err(self.bad("(end of tar)", "data after the end of the archive")),
+            Err(e) => Err(self.bad("(end of tar)", e.to_string())),
+        }
     }
 
     /// Opens one entry by name, checking its tar header matches the index.
@@ -186,43 +362,55 @@ impl ArchiveReader {
     }
 
     fn entry_at(&self, name: &str, e: IndexEntry) -> Result<Entry, ArchiveError> {
-        let io_err = |source| ArchiveError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let mut file = File::open(&self.path).map_err(io_err)?;
-        file.seek(SeekFrom::Start(e.offset)).map_err(io_err)?;
-        let raw = BufReader::with_capacity(READ_BUFFER, file).take(e.length);
+        let mut file = File::open(&self.path).map_err(self.io_err())?;
+        file.seek(SeekFrom::Start(e.offset))
+            .map_err(self.io_err())?;
+        // A buffer no larger than the entry: small manifests cost a small read.
+        let capacity = e.length.clamp(BLOCK, READ_BUFFER as u64) as usize;
+        let raw = BufReader::with_capacity(capacity, file.take(e.length));
         let mut stream: Box<dyn Read + Send> = match self.compression {
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::with_buffer(raw)
-                    .map_err(io_err)?
+                    .map_err(self.io_err())?
                     .single_frame(),
             ),
             Compression::None => Box::new(raw),
         };
-        let (found, size, kind) =
-            read_header(&mut stream).map_err(|err| self.bad(name, err.to_string()))?;
-        if found != name {
-            return Err(self.bad(name, format!("the index points at entry {found:?}")));
+        let h = match read_header(&mut stream) {
+            Ok(Next::Entry(h)) => h,
+            Ok(_) => return Err(self.bad(name, "the index points at no tar entry")),
+            Err(err) => return Err(self.header_err(name, err)),
+        };
+        if h.name != name {
+            return Err(self.bad(name, format!("the index points at entry {:?}", h.name)));
         }
-        if !kind.is_file() {
+        if !h.kind.is_file() {
             return Err(self.bad(name, "not a regular file"));
         }
-        if size != e.size {
+        if h.size != e.size {
             return Err(self.bad(
                 name,
-                format!("header says {size} bytes, index says {}", e.size),
+                format!("header says {} bytes, index says {}", h.size, e.size),
+            ));
+        }
+        if self.compression == Compression::None && h.record_len() != e.length {
+            return Err(self.bad(
+                name,
+                format!(
+                    "takes {} bytes of the tar, index says {}",
+                    h.record_len(),
+                    e.length
+                ),
             ));
         }
         Ok(Entry {
-            inner: stream.take(size),
+            inner: stream.take(h.size),
             check_frame_end: self.compression == Compression::Zstd,
-            padding: (512 - size % 512) % 512,
+            padding: padding(h.size),
         })
     }
 
-    /// Reads a small entry whole (JSON documents, manifests).
+    /// Reads a small entry whole (JSON documents, manifests, upstream files).
     pub fn read_small(&self, name: &str) -> Result<Vec<u8>, ArchiveError> {
         let e = self
             .index
@@ -283,211 +471,377 @@ impl ArchiveReader {
         serde_json::from_slice(&data).map_err(|e| self.bad("index.json", e.to_string()))
     }
 
-    /// The app's manifests as shipped.
+    /// The app's manifests as shipped, each checked against its sha256 in the metadata
+    /// (when the archive has them; see [`Metadata::upstream_digests`]).
     pub fn upstream_files(&self) -> Result<Vec<ManifestFile>, ArchiveError> {
-        let mut files = Vec::new();
-        for name in self.index.entries.keys() {
-            if let Some(rel) = name.strip_prefix(UPSTREAM_DIR) {
-                files.push(ManifestFile {
-                    path: rel.to_string(),
-                    data: self.read_small(name)?,
-                });
+        let mut files = Vec::with_capacity(self.metadata.upstream_files.len());
+        for path in &self.metadata.upstream_files {
+            let name = format!("{UPSTREAM_DIR}{path}");
+            let data = self.read_small(&name)?;
+            if let Some(expected) = self.metadata.upstream_digests.get(path) {
+                let actual = Digest::of(&data);
+                if &actual != expected {
+                    return Err(self.bad(
+                        &name,
+                        format!("content has digest {actual}, the metadata says {expected}"),
+                    ));
+                }
             }
+            files.push(ManifestFile {
+                path: path.clone(),
+                data,
+            });
         }
         Ok(files)
     }
 
-    /// Reads the whole file once, front to back, checking every entry and every blob's
-    /// digest, then checks the layout and the metadata against what was found. Calls
-    /// `progress` with the bytes of blob content read so far.
+    /// Reads the whole file once, front to back, the way `tar` and skopeo read it: every
+    /// entry must be where the index says (offset and length, so what a seek by the index
+    /// reads is what the walk reads), every blob and upstream file must match its digest.
+    /// Then checks the layout and the metadata against what was found. Calls `progress`
+    /// with the bytes of blob content read so far.
     pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifySummary, ArchiveError> {
-        let io_err = |source| ArchiveError::Io {
-            path: self.path.clone(),
-            source,
+        let file = File::open(&self.path).map_err(self.io_err())?;
+        let mut src = Counted {
+            inner: BufReader::with_capacity(READ_BUFFER, file),
+            pos: 0,
         };
-        let file = File::open(&self.path).map_err(io_err)?;
-        let raw = BufReader::with_capacity(READ_BUFFER, file);
-        let stream: Box<dyn Read> = match self.compression {
-            Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::with_buffer(raw).map_err(io_err)?)
-            }
-            Compression::None => Box::new(raw),
-        };
-        let mut tar = tar::Archive::new(stream);
-        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut blob_bytes = 0u64;
-        let entries = tar
-            .entries()
-            .map_err(|e| self.bad("(tar)", e.to_string()))?;
-        for (i, entry) in entries.enumerate() {
-            let mut entry = entry.map_err(|e| {
-                self.bad(
-                    "(tar)",
-                    format!("unreadable after {} entries: {e}", seen.len()),
-                )
-            })?;
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let kind = entry.header().entry_type();
-            if kind.is_dir() {
-                continue;
-            }
-            if !kind.is_file() {
-                return Err(self.bad(
-                    &name,
-                    format!("is a {kind:?}, only regular files are allowed"),
-                ));
-            }
-            check_entry_name(&name).map_err(|why| self.bad(&name, why))?;
-            if i == 0 && name != METADATA_ENTRY {
-                return Err(self.bad(&name, format!("the first entry must be {METADATA_ENTRY}")));
-            }
-            let size = entry.size();
-            if seen.insert(name.clone(), size).is_some() {
-                return Err(self.bad(&name, "appears twice"));
-            }
-            // Checked before reading, so a header that claims a huge size (a zstd bomb, say)
-            // costs nothing: no entry is read past what the index and metadata declare.
-            match self.index.entries.get(&name) {
-                Some(e) if e.size == size => {}
-                Some(e) => {
-                    return Err(self.bad(
-                        &name,
-                        format!("tar header says {size} bytes, index says {}", e.size),
-                    ))
-                }
-                None => return Err(self.bad(&name, "is in the tar but not in the index")),
-            }
-            if let Some(hex) = name.strip_prefix("blobs/sha256/") {
-                let digest: Digest = format!("sha256:{hex}").parse().expect("checked name");
-                let mut hasher = Hasher::new();
-                let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    let n = entry
-                        .read(&mut buf)
-                        .map_err(|e| self.bad(&name, e.to_string()))?;
-                    if n == 0 {
-                        break;
+        loop {
+            let start = src.pos;
+            let step = match self.compression {
+                Compression::Zstd => {
+                    if start >= self.body_end {
+                        return Err(
+                            self.bad("(end of tar)", "no end-of-archive blocks before the footer")
+                        );
                     }
-                    hasher.update(&buf[..n]);
-                    blob_bytes += n as u64;
-                    progress(blob_bytes);
+                    let mut frame = zstd::stream::read::Decoder::with_buffer(&mut src)
+                        .map_err(self.io_err())?
+                        .single_frame();
+                    let step =
+                        self.verify_step(&mut frame, start, &seen, &mut blob_bytes, &mut progress)?;
+                    if let Step::Entry(name) = &step {
+                        let mut probe = [0u8; 1];
+                        match frame.read(&mut probe) {
+                            Ok(0) => {}
+                            Ok(_) => return Err(self.bad(name, FRAME_TOO_LONG)),
+                            Err(e) => return Err(self.bad(name, e.to_string())),
+                        }
+                    }
+                    step
                 }
-                if hasher.len() != size {
-                    return Err(self.bad(
-                        &name,
-                        format!("truncated: {} of {size} bytes", hasher.len()),
-                    ));
+                Compression::None => {
+                    self.verify_step(&mut src, start, &seen, &mut blob_bytes, &mut progress)?
                 }
-                let actual = hasher.finish();
-                if actual != digest {
-                    return Err(self.bad(&name, format!("content has digest {actual}")));
+            };
+            match step {
+                Step::Entry(name) => {
+                    let length = src.pos - start;
+                    let e = self.index.entries[&name];
+                    if e.length != length {
+                        return Err(self.bad(
+                            &name,
+                            format!(
+                                "the tar walk finds it {length} bytes long, the index says {}",
+                                e.length
+                            ),
+                        ));
+                    }
+                    seen.insert(name);
                 }
-            } else {
-                io::copy(&mut entry, &mut io::sink())
-                    .map_err(|e| self.bad(&name, e.to_string()))?;
+                Step::Directory => {}
+                Step::End => break,
             }
         }
-        // After the end-of-archive blocks only zeros may follow (a few KiB at most): data
-        // hidden there, or a frame that inflates without end, is refused without reading it all.
-        let mut rest = tar.into_inner().take(TRAILER_LIMIT + 1);
-        let mut trailer = Vec::new();
-        rest.read_to_end(&mut trailer)
-            .map_err(|e| self.bad("(end of tar)", e.to_string()))?;
-        if trailer.len() as u64 > TRAILER_LIMIT || trailer.iter().any(|&b| b != 0) {
+        if self.compression == Compression::Zstd && src.pos != self.body_end {
             return Err(self.bad("(end of tar)", "data after the end of the archive"));
         }
         // Every tar entry was matched to the index above; now the other way round.
-        if let Some(name) = self.index.entries.keys().find(|n| !seen.contains_key(*n)) {
-            return Err(ArchiveError::BadIndex {
-                path: self.path.clone(),
-                why: format!("entry {name:?} is in the index but not in the tar"),
-            });
+        if let Some(name) = self.index.entries.keys().find(|n| !seen.contains(*n)) {
+            return Err(
+                self.bad_index(format!("entry {name:?} is in the index but not in the tar"))
+            );
         }
         self.check_layout()
     }
 
-    /// Every image of the metadata is in `index.json`, every manifest's references are
-    /// present, and the metadata's blob list is exactly the blobs stored.
+    /// One entry of the tar walk: header, data (hashed), padding; or the end blocks and the
+    /// zeros after them.
+    fn verify_step(
+        &self,
+        stream: &mut dyn Read,
+        start: u64,
+        seen: &HashSet<String>,
+        blob_bytes: &mut u64,
+        progress: &mut impl FnMut(u64),
+    ) -> Result<Step, ArchiveError> {
+        let h: Header = match read_header(stream) {
+            Ok(Next::Entry(h)) => h,
+            Ok(Next::End) => {
+                // Only zeros may follow (a few KiB at most): data hidden there, or a frame
+                // that inflates without end, is refused without reading it all.
+                let mut rest = Vec::new();
+                stream
+                    .take(TRAILER_LIMIT + 1)
+                    .read_to_end(&mut rest)
+                    .map_err(|e| self.bad("(end of tar)", e.to_string()))?;
+                if rest.len() as u64 > TRAILER_LIMIT || rest.iter().any(|&b| b != 0) {
+                    return Err(self.bad("(end of tar)", "data after the end of the archive"));
+                }
+                if (rest.len() as u64) < BLOCK {
+                    return Err(self.bad(
+                        "(end of tar)",
+                        "truncated: one end-of-archive block instead of two",
+                    ));
+                }
+                return Ok(Step::End);
+            }
+            Ok(Next::Eof) => {
+                return Err(match self.compression {
+                    Compression::Zstd => self.bad(
+                        "(tar)",
+                        format!("the zstd frame at byte {start} holds no tar data"),
+                    ),
+                    Compression::None => self.bad(
+                        "(end of tar)",
+                        "truncated: the tar ends without its end-of-archive blocks",
+                    ),
+                });
+            }
+            Err(HeaderError::Bad { entry, why }) => return Err(self.bad(&entry, why)),
+            Err(HeaderError::Io(e)) => {
+                return Err(self.bad(
+                    "(tar)",
+                    format!("unreadable after {} entries: {}", seen.len(), io_why(&e)),
+                ))
+            }
+        };
+        let name = h.name;
+        if h.kind.is_dir() {
+            names::relative_path(&name).map_err(|why| self.bad(&name, why.to_string()))?;
+            return Ok(Step::Directory);
+        }
+        if !h.kind.is_file() {
+            return Err(self.bad(
+                &name,
+                format!("is a {:?}, only regular files are allowed", h.kind),
+            ));
+        }
+        check_entry_name(&name).map_err(|why| self.bad(&name, why))?;
+        if seen.is_empty() && name != METADATA_ENTRY {
+            return Err(self.bad(&name, format!("the first entry must be {METADATA_ENTRY}")));
+        }
+        if seen.contains(&name) {
+            return Err(self.bad(&name, "appears twice"));
+        }
+        // Checked before reading, so a header that claims a huge size (a zstd bomb, say)
+        // costs nothing: no entry is read past what the index and metadata declare.
+        let size = h.size;
+        match self.index.entries.get(&name) {
+            None => return Err(self.bad(&name, "is in the tar but not in the index")),
+            Some(e) if e.size != size => {
+                return Err(self.bad(
+                    &name,
+                    format!("tar header says {size} bytes, index says {}", e.size),
+                ))
+            }
+            Some(e) if e.offset != start => {
+                return Err(self.bad(
+                    &name,
+                    format!(
+                        "the tar walk finds it at byte {start}, the index at byte {}",
+                        e.offset
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        let expected: Option<Digest> = if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+            Some(format!("sha256:{hex}").parse().expect("checked name"))
+        } else {
+            name.strip_prefix(UPSTREAM_DIR)
+                .and_then(|p| self.metadata.upstream_digests.get(p))
+                .cloned()
+        };
+        let is_blob = name.starts_with("blobs/");
+        let mut hasher = Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut data = stream.take(size);
+        loop {
+            let n = data
+                .read(&mut buf)
+                .map_err(|e| self.bad(&name, e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            if is_blob {
+                *blob_bytes += n as u64;
+                progress(*blob_bytes);
+            }
+        }
+        if hasher.len() != size {
+            return Err(self.bad(
+                &name,
+                format!("truncated: {} of {size} bytes", hasher.len()),
+            ));
+        }
+        let actual = hasher.finish();
+        if let Some(expected) = expected {
+            if actual != expected {
+                return Err(self.bad(
+                    &name,
+                    format!("content has digest {actual}, expected {expected}"),
+                ));
+            }
+        }
+        let mut pad = Vec::new();
+        stream
+            .take(padding(size))
+            .read_to_end(&mut pad)
+            .map_err(|e| self.bad(&name, e.to_string()))?;
+        if pad.len() as u64 != padding(size) {
+            return Err(self.bad(&name, "truncated in its padding"));
+        }
+        if pad.iter().any(|&b| b != 0) {
+            return Err(self.bad(&name, "data hidden in the padding after its content"));
+        }
+        Ok(Step::Entry(name))
+    }
+
+    /// Everything but the layers' content: every image of the metadata is in `index.json`
+    /// and the other way round, every manifest's references are present with the sizes its
+    /// descriptors give, and every upstream file matches its header and digest. Linear in
+    /// the number of images and blobs; each manifest is read once however many images share
+    /// it.
     pub fn check_layout(&self) -> Result<VerifySummary, ArchiveError> {
         let meta = &self.metadata;
         let index = self.oci_index()?;
-        let stored: BTreeSet<Digest> = self
-            .index
-            .entries
-            .keys()
-            .filter_map(|n| n.strip_prefix("blobs/sha256/"))
-            .filter_map(|h| format!("sha256:{h}").parse().ok())
-            .collect();
-        let listed: BTreeSet<Digest> = meta.blobs.iter().map(|b| b.digest.clone()).collect();
-        if let Some(d) = stored.difference(&listed).next() {
-            return Err(ArchiveError::BadMetadata {
-                path: self.path.clone(),
-                why: format!("blob {d} is stored but not listed"),
-            });
+        if index.manifests().len() > MAX_IMAGES {
+            return Err(self.bad(
+                "index.json",
+                format!(
+                    "{} manifests (an archive holds at most {MAX_IMAGES} images)",
+                    index.manifests().len()
+                ),
+            ));
         }
+        // (digest, ref name) -> size, once per distinct pair.
+        let mut listed: HashMap<(String, String), u64> = HashMap::new();
+        for d in index.manifests() {
+            let name = d
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(REF_NAME_ANNOTATION))
+                .cloned()
+                .unwrap_or_default();
+            let key = (d.digest().to_string(), name);
+            if let Some(&size) = listed.get(&key) {
+                if size != d.size() {
+                    return Err(self.bad(
+                        "index.json",
+                        format!("{} ({}) is listed twice with different sizes", key.1, key.0),
+                    ));
+                }
+            }
+            listed.insert(key, d.size());
+        }
+        let mut matched = 0usize;
         let mut reachable = HashSet::new();
         for image in &meta.images {
             let name = image.reference.to_string();
-            let in_index = index.manifests().iter().any(|d| {
-                d.digest().to_string() == image.digest.as_str()
-                    && d.annotations()
-                        .as_ref()
-                        .and_then(|a| a.get(REF_NAME_ANNOTATION))
-                        .is_some_and(|n| n == &name)
-            });
-            if !in_index {
-                return Err(ArchiveError::BadMetadata {
-                    path: self.path.clone(),
-                    why: format!("image {name} ({}) is not in index.json", image.digest),
-                });
+            let key = (image.digest.to_string(), name.clone());
+            let Some(&size) = listed.get(&key) else {
+                return Err(self.bad_metadata(format!(
+                    "image {name} ({}) is not in index.json",
+                    image.digest
+                )));
+            };
+            matched += 1;
+            let Some(stored) = self.index.entries.get(&blob_entry(&image.digest)) else {
+                return Err(
+                    self.bad_metadata(format!("image {name}: blob {} is missing", image.digest))
+                );
+            };
+            if stored.size != size {
+                return Err(self.bad_metadata(format!(
+                    "image {name}: index.json says its manifest {} is {size} bytes, the \
+                     archive holds {}",
+                    image.digest, stored.size
+                )));
             }
-            self.walk(&image.digest, &image.media_type, &mut reachable)
-                .map_err(|why| ArchiveError::BadMetadata {
-                    path: self.path.clone(),
-                    why: format!("image {name}: {why}"),
-                })?;
+            self.walk(&image.digest, &image.media_type, 0, &mut reachable)
+                .map_err(|why| self.bad_metadata(format!("image {name}: {why}")))?;
         }
-        let total: u64 = meta.blobs.iter().map(|b| b.size).sum();
-        if total != meta.total_size {
-            return Err(ArchiveError::BadMetadata {
-                path: self.path.clone(),
-                why: format!("totalSize {} but blobs add up to {total}", meta.total_size),
-            });
+        if matched != listed.len() {
+            let images: HashSet<(String, String)> = meta
+                .images
+                .iter()
+                .map(|i| (i.digest.to_string(), i.reference.to_string()))
+                .collect();
+            if let Some((d, n)) = listed.keys().find(|k| !images.contains(*k)) {
+                return Err(self.bad(
+                    "index.json",
+                    format!("lists {n:?} ({d}), which the metadata does not"),
+                ));
+            }
         }
+        // The app's files are small and are what import writes: read and checked here too,
+        // so import refuses a bad one before it pushes anything.
+        self.upstream_files()?;
         Ok(VerifySummary {
             images: meta.images.len(),
-            blobs: stored.len(),
-            bytes: total,
+            blobs: meta.blobs.len(),
+            bytes: meta.total_size,
         })
     }
 
-    /// Follows a manifest or index down to its blobs, checking each is stored.
+    /// Follows a manifest or index down to its blobs, checking each is stored with the size
+    /// its descriptor gives (a wrong size would otherwise verify, then fail the push).
     fn walk(
         &self,
         digest: &Digest,
         media_type: &str,
+        depth: usize,
         seen: &mut HashSet<Digest>,
     ) -> Result<(), String> {
         if !seen.insert(digest.clone()) {
             return Ok(());
         }
-        if !self.index.entries.contains_key(&blob_entry(digest)) {
-            return Err(format!("blob {digest} is missing"));
+        if depth > MAX_MANIFEST_DEPTH {
+            return Err(format!("indexes nested deeper than {MAX_MANIFEST_DEPTH}"));
         }
         let children = manifest_children(
             media_type,
             &self.read_blob(digest).map_err(|e| e.to_string())?,
         )?;
-        for (d, mt, _) in children {
-            if is_manifest_type(&mt) {
-                self.walk(&d, &mt, seen)?;
-            } else if !self.index.entries.contains_key(&blob_entry(&d)) {
+        for (d, mt, size) in children {
+            let Some(stored) = self.index.entries.get(&blob_entry(&d)) else {
                 return Err(format!("blob {d} (referenced by {digest}) is missing"));
+            };
+            if stored.size != size {
+                return Err(format!(
+                    "{digest} says blob {d} is {size} bytes, the archive holds {}",
+                    stored.size
+                ));
+            }
+            if is_manifest_type(&mt) {
+                self.walk(&d, &mt, depth + 1, seen)?;
             } else {
                 seen.insert(d);
             }
         }
         Ok(())
+    }
+}
+
+fn io_why(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        "truncated".to_string()
+    } else {
+        e.to_string()
     }
 }
 
@@ -536,11 +890,19 @@ fn detect(path: &Path) -> Result<Compression, ArchiveError> {
         source,
     })?;
     let mut magic = [0u8; 4];
-    f.read_exact(&mut magic)
-        .map_err(|_| ArchiveError::NotAnArchive {
-            path: path.to_path_buf(),
-            why: "file is empty or too short".into(),
-        })?;
+    f.read_exact(&mut magic).map_err(|source| {
+        if source.kind() == io::ErrorKind::UnexpectedEof {
+            ArchiveError::NotAnArchive {
+                path: path.to_path_buf(),
+                why: "file is empty or too short".into(),
+            }
+        } else {
+            ArchiveError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
     Ok(if magic == ZSTD_MAGIC {
         Compression::Zstd
     } else {
@@ -566,32 +928,30 @@ fn read_metadata(path: &Path, compression: Compression) -> Result<Metadata, Arch
         path: path.to_path_buf(),
         why,
     };
-    let (name, size, kind) =
-        read_header(&mut stream).map_err(|e| not(format!("no tar header at the start ({e})")))?;
-    if name != METADATA_ENTRY || !kind.is_file() {
+    let h = match read_header(&mut stream) {
+        Ok(Next::Entry(h)) => h,
+        Ok(_) => return Err(not("no tar entry at the start".into())),
+        Err(e) => return Err(not(format!("no tar header at the start ({e})"))),
+    };
+    if h.name != METADATA_ENTRY || !h.kind.is_file() {
         return Err(not(format!(
-            "the first entry is {name:?}, not {METADATA_ENTRY}"
+            "the first entry is {:?}, not {METADATA_ENTRY}",
+            h.name
         )));
     }
-    if size > MAX_JSON_ENTRY {
-        return Err(ArchiveError::BadMetadata {
-            path: path.to_path_buf(),
-            why: format!("{size} bytes is too large"),
-        });
+    let bad = |why: String| ArchiveError::BadMetadata {
+        path: path.to_path_buf(),
+        why,
+    };
+    if h.size > MAX_JSON_ENTRY {
+        return Err(bad(format!("{} bytes is too large", h.size)));
     }
-    let mut data = Vec::with_capacity(size as usize);
-    stream.take(size).read_to_end(&mut data).map_err(io_err)?;
-    if data.len() as u64 != size {
-        return Err(ArchiveError::BadMetadata {
-            path: path.to_path_buf(),
-            why: "truncated".into(),
-        });
+    let mut data = Vec::with_capacity(h.size as usize);
+    stream.take(h.size).read_to_end(&mut data).map_err(io_err)?;
+    if data.len() as u64 != h.size {
+        return Err(bad("truncated".into()));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(&data).map_err(|e| ArchiveError::BadMetadata {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        })?;
+    let value: serde_json::Value = serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
     let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
     if format != FORMAT {
         return Err(ArchiveError::UnsupportedFormat {
@@ -599,13 +959,94 @@ fn read_metadata(path: &Path, compression: Compression) -> Result<Metadata, Arch
             found: format.to_string(),
         });
     }
-    serde_json::from_value(value).map_err(|e| ArchiveError::BadMetadata {
-        path: path.to_path_buf(),
-        why: e.to_string(),
-    })
+    let meta: Metadata = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    check_metadata(meta).map_err(bad)
 }
 
-fn read_footer(path: &Path) -> Result<EntryIndex, ArchiveError> {
+/// The metadata's own rules: an app name that can name a directory (never a path), caps on
+/// images, blobs and files, upstream paths by the one path rule, digests for exactly the
+/// upstream files. Records listed twice with the same digest are collapsed into one (so
+/// duplicates cost nothing later); the same name with two digests is refused.
+fn check_metadata(mut meta: Metadata) -> Result<Metadata, String> {
+    names::app_name(&meta.app.name)
+        .map_err(|why| format!("app.name \"{}\": {why}", names::escaped(&meta.app.name)))?;
+    for (what, n, max) in [
+        ("images", meta.images.len(), MAX_IMAGES),
+        ("blobs", meta.blobs.len(), MAX_BLOBS),
+        (
+            "upstreamFiles",
+            meta.upstream_files.len(),
+            MAX_UPSTREAM_FILES,
+        ),
+    ] {
+        if n > max {
+            return Err(format!("{n} {what} (an archive holds at most {max})"));
+        }
+    }
+    let mut by_ref: HashMap<Reference, usize> = HashMap::with_capacity(meta.images.len());
+    let mut images: Vec<ImageRecord> = Vec::with_capacity(meta.images.len());
+    for image in std::mem::take(&mut meta.images) {
+        match by_ref.get(&image.reference) {
+            Some(&i) if images[i].digest == image.digest => {}
+            Some(&i) => {
+                return Err(format!(
+                    "image {} is listed with two digests, {} and {}",
+                    image.reference, images[i].digest, image.digest
+                ))
+            }
+            None => {
+                by_ref.insert(image.reference.clone(), images.len());
+                images.push(image);
+            }
+        }
+    }
+    meta.images = images;
+    let mut by_digest: HashMap<Digest, usize> = HashMap::with_capacity(meta.blobs.len());
+    let mut blobs = Vec::with_capacity(meta.blobs.len());
+    for blob in std::mem::take(&mut meta.blobs) {
+        match by_digest.get(&blob.digest) {
+            Some(&i) if blobs[i] == blob => {}
+            Some(_) => return Err(format!("blob {} is listed twice, differently", blob.digest)),
+            None => {
+                by_digest.insert(blob.digest.clone(), blobs.len());
+                blobs.push(blob);
+            }
+        }
+    }
+    meta.blobs = blobs;
+    for p in &meta.upstream_files {
+        check_entry_name(&format!("{UPSTREAM_DIR}{p}"))
+            .map_err(|why| format!("upstream file \"{}\": {why}", names::escaped(p)))?;
+    }
+    names::check_tree(meta.upstream_files.iter().map(String::as_str))
+        .map_err(|(p, why)| format!("upstream file \"{}\": {why}", names::escaped(&p)))?;
+    if !meta.upstream_digests.is_empty() {
+        let files: BTreeSet<&str> = meta.upstream_files.iter().map(String::as_str).collect();
+        if let Some(p) = meta
+            .upstream_digests
+            .keys()
+            .find(|p| !files.contains(p.as_str()))
+        {
+            return Err(format!(
+                "upstreamDigests names \"{}\", which is not in upstreamFiles",
+                names::escaped(p)
+            ));
+        }
+        if let Some(p) = files
+            .iter()
+            .find(|p| !meta.upstream_digests.contains_key(**p))
+        {
+            return Err(format!(
+                "upstreamDigests has no digest for \"{}\"",
+                names::escaped(p)
+            ));
+        }
+    }
+    Ok(meta)
+}
+
+/// The footer's entry index, and where the footer starts.
+fn read_footer(path: &Path) -> Result<(EntryIndex, u64), ArchiveError> {
     let bad = |why: &str| ArchiveError::BadIndex {
         path: path.to_path_buf(),
         why: why.to_string(),
@@ -641,142 +1082,76 @@ fn read_footer(path: &Path) -> Result<EntryIndex, ArchiveError> {
     let mut json = vec![0u8; json_len as usize];
     f.read_exact(&mut json).map_err(io_err)?;
     let index: EntryIndex = serde_json::from_slice(&json).map_err(|e| bad(&e.to_string()))?;
-    if index
-        .entries
-        .values()
-        .any(|e| e.offset + e.length > frame_start)
-    {
-        return Err(bad("an entry overlaps the footer"));
-    }
-    Ok(index)
+    Ok((index, frame_start))
 }
 
-/// Builds the index of an uncompressed archive by walking its headers (seeking past data).
-fn scan_tar(path: &Path) -> Result<EntryIndex, ArchiveError> {
+/// Builds the index of an uncompressed archive by walking its headers (seeking past data),
+/// and returns it with the file's length.
+fn scan_tar(path: &Path) -> Result<(EntryIndex, u64), ArchiveError> {
     let io_err = |source| ArchiveError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let bad_entry = |entry: String, why: String| ArchiveError::BadEntry {
+        path: path.to_path_buf(),
+        entry,
+        why,
+    };
     let file = File::open(path).map_err(io_err)?;
-    let mut tar = tar::Archive::new(file);
+    let len = file.metadata().map_err(io_err)?.len();
+    let mut r = Counted {
+        inner: BufReader::with_capacity(64 * 1024, file),
+        pos: 0,
+    };
     let mut index = EntryIndex::default();
-    // An entry starts where the previous one's padded data ended (this covers GNU long-name
-    // and PAX headers in front of the file's own header).
-    let mut start = 0u64;
-    for entry in tar.entries_with_seek().map_err(io_err)? {
-        let entry = entry.map_err(|e| ArchiveError::BadIndex {
-            path: path.to_path_buf(),
-            why: format!("tar headers unreadable: {e}"),
-        })?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let size = entry.size();
-        let data_start = entry.raw_file_position();
-        let end = data_start + size.div_ceil(512) * 512;
-        let kind = entry.header().entry_type();
-        if !kind.is_dir() {
-            if index
-                .entries
-                .insert(
-                    name.clone(),
-                    IndexEntry {
-                        offset: start,
-                        length: end - start,
-                        size,
-                    },
-                )
-                .is_some()
-            {
-                return Err(ArchiveError::BadEntry {
+    loop {
+        let start = r.pos;
+        let h = match read_header(&mut r) {
+            Ok(Next::Entry(h)) => h,
+            Ok(Next::End) => break,
+            Ok(Next::Eof) => {
+                return Err(ArchiveError::BadIndex {
                     path: path.to_path_buf(),
-                    entry: name,
-                    why: "appears twice".into(),
-                });
+                    why: "the tar ends without its end-of-archive blocks: truncated".into(),
+                })
             }
-            if !kind.is_file() {
-                return Err(ArchiveError::BadEntry {
+            Err(HeaderError::Bad { entry, why }) => return Err(bad_entry(entry, why)),
+            Err(HeaderError::Io(e)) => {
+                return Err(ArchiveError::BadIndex {
                     path: path.to_path_buf(),
-                    entry: name,
-                    why: format!("is a {kind:?}, only regular files are allowed"),
-                });
+                    why: format!("tar headers unreadable at byte {start}: {}", io_why(&e)),
+                })
             }
+        };
+        let length = h.record_len();
+        if start + length > len {
+            return Err(ArchiveError::BadIndex {
+                path: path.to_path_buf(),
+                why: format!("entry {:?} lies past the end of the file", h.name),
+            });
         }
-        start = end;
-    }
-    Ok(index)
-}
-
-/// Reads the tar header(s) of one entry: GNU long names and PAX `path` records are applied.
-/// Returns (name, size, type) with the stream positioned at the entry's data.
-fn read_header(r: &mut dyn Read) -> io::Result<(String, u64, tar::EntryType)> {
-    let mut long_name: Option<String> = None;
-    for _ in 0..4 {
-        let mut block = [0u8; 512];
-        r.read_exact(&mut block)?;
-        if block.iter().all(|&b| b == 0) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "end-of-archive marker instead of an entry",
+        let data = h.size + padding(h.size);
+        r.inner.seek_relative(data as i64).map_err(io_err)?;
+        r.pos += data;
+        if h.kind.is_dir() {
+            names::relative_path(&h.name)
+                .map_err(|why| bad_entry(h.name.clone(), why.to_string()))?;
+            continue;
+        }
+        if !h.kind.is_file() {
+            return Err(bad_entry(
+                h.name,
+                format!("is a {:?}, only regular files are allowed", h.kind),
             ));
         }
-        let header = tar::Header::from_byte_slice(&block);
-        let cksum = header.cksum()?;
-        let computed: u32 = block
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    b' ' as u32
-                } else {
-                    b as u32
-                }
-            })
-            .sum();
-        if cksum != computed {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "tar header checksum mismatch",
-            ));
-        }
-        let size = header.entry_size()?;
-        let kind = header.entry_type();
-        match kind {
-            tar::EntryType::GNULongName | tar::EntryType::XHeader => {
-                if size > MAX_LONG_HEADER {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "oversized extended header",
-                    ));
-                }
-                let mut data = vec![0u8; size as usize];
-                r.read_exact(&mut data)?;
-                let pad = (512 - size % 512) % 512;
-                io::copy(&mut r.take(pad), &mut io::sink())?;
-                if kind == tar::EntryType::GNULongName {
-                    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-                    long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
-                } else if let Some(p) = pax_path(&data) {
-                    long_name = Some(p);
-                }
-            }
-            _ => {
-                let name = match long_name {
-                    Some(n) => n,
-                    None => String::from_utf8_lossy(&header.path_bytes()).into_owned(),
-                };
-                return Ok((name, size, kind));
-            }
+        let entry = IndexEntry {
+            offset: start,
+            length,
+            size: h.size,
+        };
+        if index.entries.insert(h.name.clone(), entry).is_some() {
+            return Err(bad_entry(h.name, "appears twice".into()));
         }
     }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        "too many extended headers",
-    ))
-}
-
-fn pax_path(data: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(data).ok()?;
-    text.lines().find_map(|l| {
-        let (_, kv) = l.split_once(' ')?;
-        kv.strip_prefix("path=").map(str::to_string)
-    })
+    Ok((index, len))
 }

@@ -31,18 +31,13 @@ impl ArchiveSource {
 #[async_trait]
 impl ImageSource for ArchiveSource {
     async fn manifest(&self, image: &Reference, reference: &str) -> Result<Manifest, CopyError> {
-        let meta = self.reader.metadata();
         let (digest, media_type) = match reference.parse::<Digest>() {
             Ok(d) => (d, None),
             Err(_) => {
-                let rec = meta
-                    .images
-                    .iter()
-                    .find(|i| &i.reference == image)
-                    .ok_or_else(|| CopyError::Image {
-                        image: image.to_string(),
-                        why: format!("not in archive {}", self.reader.path().display()),
-                    })?;
+                let rec = self.reader.image(image).ok_or_else(|| CopyError::Image {
+                    image: image.to_string(),
+                    why: format!("not in archive {}", self.reader.path().display()),
+                })?;
                 (rec.digest.clone(), Some(rec.media_type.clone()))
             }
         };

@@ -1,10 +1,12 @@
-//! `kots-bundle inspect`: what an archive holds, from its head, entry index and manifests
-//! (never the layers).
+//! `kots-bundle inspect`: what an archive holds, from its head, entry index, manifests and
+//! upstream files (never the layers). Every string from the archive is printed escaped
+//! ([`names::escaped`]), so a hostile name cannot rewrite the terminal.
 
 use std::path::PathBuf;
 
 use crate::archive::ArchiveReader;
 use crate::cli::exit;
+use crate::names::escaped;
 use crate::progress::human_bytes;
 
 #[derive(clap::Args, Debug)]
@@ -17,24 +19,27 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<i32> {
-    // The head, the entry index and the manifests: cheap, and enough to refuse a truncated,
-    // incomplete or tampered-with layout. Layer content is `verify`'s job.
+    // The head, the entry index, the manifests and the app's files: cheap, and enough to
+    // refuse a truncated, incomplete or tampered-with layout. Layer content is `verify`'s job.
     let reader = ArchiveReader::open(&args.archive)?;
     reader.check_layout()?;
     let meta = reader.metadata();
     if args.json {
+        // JSON escapes control characters itself.
         println!("{}", serde_json::to_string_pretty(meta)?);
         return Ok(exit::OK);
     }
-    println!("app:         {}", meta.app.name);
+    println!("app:         {}", escaped(&meta.app.name));
     println!(
         "version:     {}",
-        meta.app.version.as_deref().unwrap_or("-")
+        meta.app.version.as_deref().map_or("-".into(), escaped)
     );
-    println!("source:      {}", meta.app.source);
+    println!("source:      {}", escaped(&meta.app.source));
     println!(
         "created:     {} by {} {}",
-        meta.created, meta.tool.name, meta.tool.version
+        escaped(&meta.created),
+        escaped(&meta.tool.name),
+        escaped(&meta.tool.version)
     );
     println!("compression: {:?}", meta.compression);
     println!("images:      {}", meta.images.len());
@@ -42,11 +47,11 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<i32> {
         let platforms = if i.platforms.is_empty() {
             "-".to_string()
         } else {
-            i.platforms.join(",")
+            escaped(&i.platforms.join(","))
         };
         println!(
             "  {}\n    digest {}  platforms {}  size {}",
-            i.reference,
+            escaped(&i.reference.to_string()),
             i.digest,
             platforms,
             human_bytes(i.size)

@@ -1,5 +1,5 @@
 //! `kots-bundle verify`: check every blob of an archive against its digest, and the archive
-//! against its metadata.
+//! against its metadata. Exit 3 when the archive is corrupt, 1 when it cannot be read.
 
 use std::path::PathBuf;
 
@@ -38,9 +38,14 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<i32> {
             }
             Ok(exit::OK)
         }
+        // A file that cannot be read at all is a failure (1), not a corrupt archive (3).
         Err(e) => {
             eprintln!("error: {e}");
-            Ok(exit::CORRUPT)
+            Ok(if e.is_corrupt() {
+                exit::CORRUPT
+            } else {
+                exit::FAILURE
+            })
         }
     }
 }
