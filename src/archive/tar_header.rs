@@ -438,7 +438,7 @@ fn is_pax_time(v: &[u8]) -> bool {
         None => (v, None),
     };
     let digits = |s: &[u8]| !s.is_empty() && s.len() <= 19 && s.iter().all(u8::is_ascii_digit);
-    digits(whole) && frac.map_or(true, digits)
+    digits(whole) && frac.is_none_or(digits)
 }
 
 #[cfg(test)]
