@@ -324,7 +324,11 @@ fn passwords_are_refused_on_the_command_line_and_never_logged() {
         .args(["--registry-username", USER, "--registry-password", PASS])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a refused flag is a command-line error"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--registry-password-stdin"), "{err}");
     assert!(!err.contains(PASS), "{err}");

@@ -203,9 +203,9 @@ impl LoginArgs {
 
     fn refuse_password_flag(&self) -> anyhow::Result<()> {
         if self.registry_password.is_some() {
-            bail!(
-                "refusing --registry-password: a password on the command line is visible to other users and kept in shell history; pipe it in with --registry-password-stdin"
-            );
+            return Err(super::UsageError(
+                "refusing --registry-password: a password on the command line is visible to other users and kept in shell history; pipe it in with --registry-password-stdin".into(),
+            ).into());
         }
         Ok(())
     }

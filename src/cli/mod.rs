@@ -83,6 +83,12 @@ pub enum Command {
     Man(docs::ManArgs),
 }
 
+/// A command line that parses but asks for something refused (exit 2, like clap's own
+/// errors): a password on the command line, say.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// A command stopped by SIGINT or SIGTERM.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by {signal}; stopped, and removed what this run had started to write")]
@@ -145,6 +151,9 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
+            if e.downcast_ref::<UsageError>().is_some() {
+                return exit::USAGE;
+            }
             match e.downcast_ref::<Interrupted>() {
                 Some(Interrupted { signal: "SIGTERM" }) => exit::TERMINATED,
                 Some(_) => exit::INTERRUPTED,
