@@ -142,3 +142,50 @@ fn completions_and_man_pages_come_from_the_same_definitions_as_help() {
     let export = std::fs::read_to_string(dir.path().join("kots-bundle-export.1")).unwrap();
     assert!(export.contains("registry\\-mirror"), "{export}");
 }
+
+#[test]
+fn an_app_with_a_chart_and_no_helm_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("web");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: web\nversion: 1.2.3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("values.yaml"),
+        "image: {repository: quay.io/acme/web, tag: '2.0'}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/deploy.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: c, image: '{{ .Values.image.repository }}:{{ .Values.image.tag }}'}]}\n",
+    )
+    .unwrap();
+    // A PATH without any helm on it.
+    let out = bin()
+        .env("PATH", "/usr/bin:/bin")
+        .arg("images")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for want in ["web 1.2.3", "helm", "--helm", "--no-helm"] {
+        assert!(err.contains(want), "no {want:?} in {err}");
+    }
+    let out = bin()
+        .env("PATH", "/usr/bin:/bin")
+        .args(["images", "--no-helm"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "quay.io/acme/web:2.0\n"
+    );
+    assert!(err.contains("may") || err.contains("missed"), "{err}");
+}

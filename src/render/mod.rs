@@ -145,7 +145,14 @@ pub fn render(files: &[ManifestFile], inputs: &Inputs) -> Result<Rendered, Rende
     }
 
     let mut unrendered_charts = Vec::new();
-    if !charts.is_empty() {
+    if charts.is_empty() {
+        for doc in helm::find_helm_chart_docs(files) {
+            crate::warnings::warn(format_args!(
+                "{}: the app ships no Helm chart, so nothing of it deploys",
+                doc.label()
+            ));
+        }
+    } else {
         match &inputs.charts {
             Charts::NotRendered => {
                 crate::warnings::warn(helm::no_helm_note(&charts));
