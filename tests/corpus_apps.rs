@@ -86,7 +86,8 @@ fn expected(app: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
 /// A loopback registry serving a small synthetic image under each name the app uses
 /// (`HOST/REPO:TAG` as `127.0.0.1:P/HOST/REPO:TAG`), and the mirror flags that point there.
 struct Source {
-    reg: TestRegistry,
+    // Kept alive (the registry stops when dropped).
+    _reg: TestRegistry,
     _layout: tempfile::TempDir,
     mirrors: Vec<String>,
 }
@@ -121,7 +122,7 @@ fn source_for(images: &BTreeSet<String>) -> Source {
         .map(|h| format!("{h}={}/{h}", reg.addr))
         .collect();
     Source {
-        reg,
+        _reg: reg,
         _layout: layout,
         mirrors,
     }
