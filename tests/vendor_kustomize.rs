@@ -258,3 +258,37 @@ fn import_refuses_an_app_whose_base_does_not_render() {
     assert!(stderr.contains("does not render"), "{stderr}");
     assert!(!dir.exists(), "nothing is left of a refused app directory");
 }
+
+#[test]
+fn a_kots_app_with_a_kustomization_is_templated_first_and_keeps_its_config() {
+    common::require_tools(&["kubectl"]);
+    let app = tempfile::tempdir().unwrap();
+    write(
+        app.path(),
+        &[
+            (
+                "kustomization.yaml",
+                "namePrefix: v-\nresources: [config.yaml, settings.yaml]\n",
+            ),
+            (
+                "config.yaml",
+                "apiVersion: kots.io/v1beta1\nkind: Config\nmetadata: {name: c}\nspec:\n  groups:\n  - name: g\n    items:\n    - {name: color, type: text, default: blue}\n",
+            ),
+            (
+                "settings.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  color: '{{repl ConfigOption \"color\" }}'\n",
+            ),
+        ],
+    );
+    let out = bin().arg("template").arg(app.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let text = ok(out, "template");
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .filter(|v: &Value| !v.is_null())
+        .collect();
+    assert_eq!(docs.len(), 1, "{text}");
+    assert_eq!(docs[0]["metadata"]["name"], "v-settings", "{text}");
+    assert_eq!(docs[0]["data"]["color"], "blue", "{text}");
+    assert!(!stderr.contains("second kots.io Config"), "{stderr}");
+}

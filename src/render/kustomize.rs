@@ -223,11 +223,33 @@ impl Vendor {
     }
 }
 
+/// The build of one root, without KOTS's own kinds: those stay where the vendor put them
+/// (kept by [`kots_documents`]), so a Config or HelmChart the kustomization also lists is
+/// not read twice.
 fn build_one(tool: &Kustomize, dir: &Path, file: &str) -> Result<Vec<u8>, KustomizeError> {
-    tool.build(dir).map_err(|e| KustomizeError::Build {
+    let failed = |why: String| KustomizeError::Build {
         file: file.to_string(),
-        why: e.to_string(),
-    })
+        why,
+    };
+    let out = tool.build(dir).map_err(|e| failed(e.to_string()))?;
+    let text = String::from_utf8(out).map_err(|_| failed("its output is not UTF-8".into()))?;
+    let mut kept = String::new();
+    for doc in yaml::documents(&text, yaml::Format::Yaml) {
+        let kots = doc.parsed.as_ref().is_ok_and(|v| {
+            v.get("apiVersion")
+                .and_then(Value::as_str)
+                .is_some_and(super::configures_kots)
+        });
+        if kots || doc.raw.trim().is_empty() {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push_str("---\n");
+        }
+        kept.push_str(doc.raw.trim_end());
+        kept.push('\n');
+    }
+    Ok(kept.into_bytes())
 }
 
 /// The documents of `f` that configure KOTS (Config, Application, HelmChart, ...), which
