@@ -23,6 +23,8 @@ pub struct ExportOptions {
     pub output: PathBuf,
     /// `os/arch[/variant]` to keep of multi-arch images; empty keeps all.
     pub platforms: Vec<String>,
+    /// Carry signatures, attestations and SBOMs attached to the images ([`crate::attached`]).
+    pub attached: bool,
     pub compression: Compression,
     pub zstd: ZstdOptions,
     pub concurrency: usize,
@@ -51,6 +53,25 @@ pub async fn resolve_all(
         .await
 }
 
+/// `images` and what their registries hold attached to them (signatures, attestations,
+/// SBOMs, referrers), resolved whole: an attachment is never filtered by platform.
+pub async fn with_attached(
+    source: &RegistrySource,
+    client: &Client,
+    mut images: Vec<ResolvedImage>,
+    concurrency: usize,
+) -> Result<Vec<ResolvedImage>, CopyError> {
+    let found = crate::attached::find(client, &images, concurrency).await;
+    if !found.is_empty() {
+        tracing::info!(
+            "carrying {} signature(s), attestation(s), SBOM(s) or referrer index(es) attached to the images",
+            found.len()
+        );
+        images.extend(resolve_all(source, &found, &[], concurrency).await?);
+    }
+    Ok(images)
+}
+
 /// Exports `upstream` under `name` (its checked app name).
 pub async fn export(
     upstream: &Upstream,
@@ -61,8 +82,11 @@ pub async fn export(
 ) -> Result<ExportSummary, CopyError> {
     // What the archive reader would refuse is refused now, before anything is downloaded.
     archive::check_contents(name, images.len(), &upstream.files)?;
-    let source = Arc::new(RegistrySource::new(client));
-    let resolved = resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
+    let source = Arc::new(RegistrySource::new(client.clone()));
+    let mut resolved = resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
+    if opts.attached {
+        resolved = with_attached(&source, &client, resolved, opts.concurrency).await?;
+    }
     let app = App {
         name: name.to_string(),
         version: upstream.version.clone(),

@@ -255,11 +255,12 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         Some(&opts.destination),
         &opts.write,
     )?;
+    let app_rewrites = crate::attached::app_rewrites(&rewrites);
     let release = Release {
         upstream: &upstream,
         documents: &rendered.files,
         config_values: Some(&rendered.to_save),
-        rewrites: &rewrites,
+        rewrites: &app_rewrites,
         state: &state,
     };
     dir.write(&release, &opts.write)

@@ -8,6 +8,7 @@
 //! need) and [`overlay`] (the app directory that deploys them from the private registry).
 
 pub mod archive;
+pub mod attached;
 pub mod cli;
 pub mod copy;
 pub mod digest;

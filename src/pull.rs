@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::copy::{self, CopyJob, CopyReport, ResolvedImage};
-use crate::export::resolve_all;
+use crate::export::{resolve_all, with_attached};
 use crate::import::{preflight, push, render_for_install, state_for, Destination};
 use crate::layout::Layout;
 use crate::overlay::{self, AppDir, Release, WriteOptions};
@@ -31,6 +31,8 @@ pub struct PullOptions {
     pub render: Inputs,
     /// `os/arch[/variant]` to keep of multi-arch images; empty keeps all.
     pub platforms: Vec<String>,
+    /// Carry signatures, attestations and SBOMs attached to the images ([`crate::attached`]).
+    pub attached: bool,
     pub concurrency: usize,
     pub quiet: bool,
 }
@@ -73,13 +75,17 @@ pub async fn pull(
         &opts.render,
         opts.destination.as_ref(),
     )?;
-    let source = Arc::new(RegistrySource::new(source_client));
-    let resolved: Vec<ResolvedImage> =
+    let source = Arc::new(RegistrySource::new(source_client.clone()));
+    let mut resolved: Vec<ResolvedImage> =
         resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
+    if opts.attached {
+        resolved = with_attached(&source, &source_client, resolved, opts.concurrency).await?;
+    }
 
     let rewrites = match &opts.destination {
         Some(d) => {
-            let rewrites = d.plan(images)?;
+            let sources: Vec<Reference> = resolved.iter().map(|i| i.source.clone()).collect();
+            let rewrites = d.plan(&sources)?;
             let client = dest_client
                 .as_ref()
                 .context("a registry client for --rewrite-images")?;
@@ -122,18 +128,20 @@ pub async fn pull(
         opts.destination.as_ref(),
         &opts.write,
     )?;
+    let app_rewrites = crate::attached::app_rewrites(&rewrites);
     let release = Release {
         upstream,
         documents: &rendered.files,
         config_values: Some(&rendered.to_save),
-        rewrites: &rewrites,
+        rewrites: &app_rewrites,
         state: &state,
     };
     dir.write(&release, &opts.write)
         .with_context(|| format!("writing the app directory {}", opts.app_dir.display()))?;
     // Still under the app directory's lock: no other pull is adding to the layout.
+    let kept: Vec<Reference> = resolved.iter().map(|i| i.source.clone()).collect();
     let pruned = layout
-        .prune(images)
+        .prune(&kept)
         .with_context(|| format!("pruning {}", images_dir.display()))?;
     if pruned.blobs > 0 || pruned.images > 0 {
         tracing::info!(

@@ -795,6 +795,7 @@ async fn export_refuses_what_the_reader_would_before_any_download() {
         let opts = ExportOptions {
             output: out.clone(),
             platforms: Vec::new(),
+            attached: false,
             compression: Compression::Zstd,
             zstd: ZstdOptions::default(),
             concurrency: 2,

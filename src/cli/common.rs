@@ -101,6 +101,11 @@ pub struct SourceArgs {
     /// source registry instead of /etc/docker/certs.d/HOST[:PORT]/.
     #[arg(long, value_name = "DIR")]
     pub source_cert_dir: Option<PathBuf>,
+    /// Leave out what is attached to each image at its registry: cosign signatures,
+    /// attestations and SBOMs (`sha256-<digest>.sig|.att|.sbom` tags) and OCI referrers (the
+    /// `sha256-<digest>` tag). By default they are carried and pushed beside the image.
+    #[arg(long)]
+    pub no_signatures: bool,
 }
 
 impl SourceArgs {

@@ -83,6 +83,7 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
             ..ZstdOptions::default()
         },
         platforms: args.source.platform.clone(),
+        attached: !args.source.no_signatures,
         concurrency: args.registry.concurrency as usize,
         quiet,
     };

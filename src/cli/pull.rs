@@ -159,6 +159,7 @@ pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
         write,
         render,
         platforms: args.source.platform.clone(),
+        attached: !args.source.no_signatures,
         concurrency: args.registry.concurrency as usize,
         quiet,
     };

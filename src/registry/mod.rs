@@ -990,6 +990,29 @@ impl Client {
         .await
     }
 
+    /// As [`Client::head_manifest`], but the first location that answers decides: a
+    /// mirror's "not there" is final. For lookups that mostly find nothing (what is attached
+    /// to an image), where asking every location would cost a round trip per miss.
+    pub async fn head_manifest_first_answer(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let image = image_name(registry, repository, reference);
+        self.read_through(
+            registry,
+            repository,
+            image,
+            |loc| async move {
+                self.head_manifest_at(&loc.registry, &loc.repository, reference)
+                    .await
+            },
+            |_| true,
+        )
+        .await
+    }
+
     async fn head_manifest_at(
         &self,
         registry: &str,

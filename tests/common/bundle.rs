@@ -39,6 +39,7 @@ pub async fn archive_of(
     let opts = ExportOptions {
         output: path.to_path_buf(),
         platforms: Vec::new(),
+        attached: false,
         compression,
         zstd: ZstdOptions::default(),
         concurrency: 4,
