@@ -27,6 +27,13 @@ pub struct ExportArgs {
     /// Layers that are gzip or zstd already always use level 1: a higher one only costs time.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub zstd_level: i32,
+    /// Split the archive into volumes of at most SIZE bytes each, for removable media:
+    /// FILE, FILE.002, FILE.003, ... (each can be verified on its own; import and verify
+    /// read them in place). SIZE is bytes or a number with K, M, G, T (powers of 1000: 4G
+    /// fits FAT32) or KiB, MiB, GiB, TiB (powers of 1024); at least 1MiB. An archive that
+    /// fits one volume is an ordinary single file.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_volume_size: Option<u64>,
     #[command(flatten)]
     pub selection: SelectionArgs,
     #[command(flatten)]
@@ -85,10 +92,71 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
         platforms: args.source.platform.clone(),
         concurrency: args.registry.concurrency as usize,
         quiet,
+        max_volume_size: args.max_volume_size,
     };
     super::run_until_signal(rt, async {
         Ok(export(&upstream, &name, &images, client, &opts).await?)
     })
     .with_context(|| format!("export to {} failed; nothing was written", output.display()))?;
     Ok(exit::OK)
+}
+
+/// `--max-volume-size`: bytes, or a number with a unit: K, M, G, T (and KB, MB, GB, TB) are
+/// powers of 1000, KiB, MiB, GiB, TiB powers of 1024; case does not matter.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("{s:?} is not a size (e.g. 4G, 500MiB, 1048576)"));
+    }
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is too large"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (K, M, G, T are powers of 1000; KiB, MiB, GiB, \
+                 TiB powers of 1024)"
+            ))
+        }
+    };
+    let size = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if size < crate::archive::MIN_VOLUME_SIZE {
+        return Err(format!(
+            "{s:?} is {size} bytes; a volume is at least 1MiB ({} bytes)",
+            crate::archive::MIN_VOLUME_SIZE
+        ));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn volume_sizes() {
+        assert_eq!(parse_size("4G"), Ok(4_000_000_000));
+        assert!(parse_size("4G").unwrap() < u32::MAX as u64, "4G fits FAT32");
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("500M"), Ok(500_000_000));
+        assert_eq!(parse_size("500mb"), Ok(500_000_000));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("1000").is_err(), "under the minimum");
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("-4G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
 }

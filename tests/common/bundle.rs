@@ -23,6 +23,18 @@ pub async fn archive_of(
     path: &Path,
     compression: Compression,
 ) -> (PathBuf, Vec<SynthImage>) {
+    archive_in_volumes(dir, specs, upstream, path, compression, None).await
+}
+
+/// [`archive_of`], in volumes of at most `max_volume_size` bytes.
+pub async fn archive_in_volumes(
+    dir: &Path,
+    specs: &[ImageSpec],
+    upstream: &[ManifestFile],
+    path: &Path,
+    compression: Compression,
+    max_volume_size: Option<u64>,
+) -> (PathBuf, Vec<SynthImage>) {
     let layout_dir = dir.join("layout");
     let images = synth::write_layout(&layout_dir, specs);
     let layout = Arc::new(Layout::open_or_create(&layout_dir).unwrap());
@@ -43,6 +55,7 @@ pub async fn archive_of(
         zstd: ZstdOptions::default(),
         concurrency: 4,
         quiet: true,
+        max_volume_size,
     };
     let summary = write_archive(layout, &resolved, app, upstream, &opts)
         .await
