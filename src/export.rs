@@ -29,6 +29,8 @@ pub struct ExportOptions {
     pub quiet: bool,
     /// Split the archive into volumes of at most this many bytes (`--max-volume-size`).
     pub max_volume_size: Option<u64>,
+    /// Sign the archive with this key (`--sign-key`).
+    pub sign_key: Option<Arc<archive::SigningKey>>,
 }
 
 #[derive(Debug)]
@@ -106,7 +108,7 @@ pub async fn write_archive(
     let dest = Arc::try_unwrap(dest)
         .ok()
         .expect("copy engine holds no reference after it returns");
-    let volumes = dest.into_writer().finish_volumes()?;
+    let volumes = dest.into_writer().finish_signed(opts.sign_key.as_deref())?;
     let output = volumes[0].clone();
     let in_volumes = match volumes.len() {
         1 => String::new(),

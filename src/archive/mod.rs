@@ -11,12 +11,14 @@
 //!   the index is rebuilt by walking tar headers.
 
 mod reader;
+mod signature;
 mod tar_header;
 mod transport;
 mod volumes;
 mod writer;
 
 pub use reader::{manifest_children, ArchiveReader, Entry, VerifySummary};
+pub use signature::{signer, PublicKey, SignatureBlock, SigningKey, Statement};
 pub use transport::{reader_stream, ArchiveDest, ArchiveSource};
 pub use volumes::{
     split_volume_name, volume_path, VolumeCheck, Volumes, MAX_VOLUMES, MIN_VOLUME_SIZE,
@@ -130,6 +132,9 @@ pub struct BlobRecord {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EntryIndex {
     pub entries: BTreeMap<String, IndexEntry>,
+    /// A signed archive's signature (section 8 of the format); older readers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureBlock>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +171,9 @@ pub enum ArchiveError {
     BadIndex { path: PathBuf, why: String },
     #[error("{path}: metadata: {why}")]
     BadMetadata { path: PathBuf, why: String },
+    /// The archive is not signed by the key given, or is not what was signed.
+    #[error("{path}: signature: {why}")]
+    Signature { path: PathBuf, why: String },
     /// A volume of a multi-volume archive is missing, truncated, damaged or swapped.
     #[error("{path}: {why}")]
     Volume {

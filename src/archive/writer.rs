@@ -1,10 +1,11 @@
 //! Writes an `.airgap` archive: tar entries, one zstd frame each, then the footer index.
 //! The file appears under its final name only when complete (temp file + rename).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::signature::{SigningKey, Statement};
 use super::volumes::VolumeWriter;
 use super::{
     blob_entry, ArchiveError, Compression, EntryIndex, IndexEntry, Metadata, FOOTER_FRAME_MAGIC,
@@ -43,6 +44,8 @@ pub struct ArchiveWriter {
     builder: tar::Builder<FrameWriter>,
     index: EntryIndex,
     blobs: HashSet<Digest>,
+    /// sha256 of each file added with [`ArchiveWriter::add_file`], for a signature.
+    files: BTreeMap<String, Digest>,
     mtime: u64,
 }
 
@@ -85,6 +88,7 @@ impl ArchiveWriter {
             builder,
             index: EntryIndex::default(),
             blobs: HashSet::new(),
+            files: BTreeMap::new(),
             mtime: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -104,7 +108,9 @@ impl ArchiveWriter {
 
     /// Adds a small file (metadata, layout files, upstream manifests).
     pub fn add_file(&mut self, name: &str, data: &[u8]) -> Result<(), ArchiveError> {
-        self.append(name, data.len() as u64, data)
+        self.append(name, data.len() as u64, data)?;
+        self.files.insert(name.to_string(), Digest::of(data));
+        Ok(())
     }
 
     pub fn has_blob(&self, digest: &Digest) -> bool {
@@ -185,6 +191,22 @@ impl ArchiveWriter {
 
     /// [`ArchiveWriter::finish`], returning every volume written, in order.
     pub fn finish_volumes(self) -> Result<Vec<PathBuf>, ArchiveError> {
+        self.finish_signed(None)
+    }
+
+    /// [`ArchiveWriter::finish_volumes`], signed with `key` when given (zstd only: the
+    /// signature is in the footer).
+    pub fn finish_signed(mut self, key: Option<&SigningKey>) -> Result<Vec<PathBuf>, ArchiveError> {
+        if let Some(key) = key {
+            if self.builder.get_ref().compression != Compression::Zstd {
+                return Err(ArchiveError::Unwritable {
+                    what: "a signature".into(),
+                    why: "only zstd archives carry one (in their footer)".into(),
+                });
+            }
+            let files = std::mem::take(&mut self.files);
+            self.index.signature = Some(key.sign(&Statement::new(&self.index.entries, files)));
+        }
         let path = self.final_path.clone();
         let io_err = |source| ArchiveError::Io {
             path: path.clone(),

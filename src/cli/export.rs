@@ -34,6 +34,12 @@ pub struct ExportArgs {
     /// fits one volume is an ordinary single file.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_volume_size: Option<u64>,
+    /// Sign the archive with this ed25519 private key (PKCS#8 PEM, as `openssl genpkey
+    /// -algorithm ed25519 -out KEY` writes it): the metadata, the entry index, every blob's
+    /// and upstream file's digest. Check with `verify --key PUB` and `import
+    /// --require-signature --key PUB`. zstd archives only.
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
     #[command(flatten)]
     pub selection: SelectionArgs,
     #[command(flatten)]
@@ -47,6 +53,20 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
+    // The key is read first: a wrong one stops the export before anything is fetched.
+    let sign_key = match &args.sign_key {
+        Some(_) if args.compression != Compression::Zstd => {
+            return Err(crate::cli::UsageError(
+                "--sign-key needs --compression zstd (the signature is in the zstd footer)".into(),
+            )
+            .into())
+        }
+        Some(p) => Some(std::sync::Arc::new(
+            crate::archive::SigningKey::from_pem_file(p)
+                .map_err(|e| anyhow::anyhow!("--sign-key {e}"))?,
+        )),
+        None => None,
+    };
     let rt = runtime()?;
     let upstream = rt.block_on(
         args.upstream_args
@@ -93,6 +113,7 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
         concurrency: args.registry.concurrency as usize,
         quiet,
         max_volume_size: args.max_volume_size,
+        sign_key,
     };
     super::run_until_signal(rt, async {
         Ok(export(&upstream, &name, &images, client, &opts).await?)

@@ -19,6 +19,11 @@ pub struct VerifyArgs {
     /// archive: for the first volume before the others are copied.
     #[arg(long)]
     pub volume_only: bool,
+    /// The vendor's ed25519 public key (PEM, `openssl pkey -in KEY -pubout`): the archive
+    /// must be signed by it and be exactly what was signed (exit 3 if not, naming what
+    /// changed).
+    #[arg(long, value_name = "PUB", conflicts_with = "volume_only")]
+    pub key: Option<PathBuf>,
 }
 
 pub fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<i32> {
@@ -48,7 +53,19 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<i32> {
             }
         }));
     }
+    let key = args
+        .key
+        .as_deref()
+        .map(crate::archive::PublicKey::from_pem_file)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--key {e}"))?;
+    let mut signed = None;
     let result = ArchiveReader::open(&args.archive).and_then(|r| {
+        // The signature first: cheap, and it names what changed since signing.
+        if let Some(key) = &key {
+            r.check_signature(key)?;
+        }
+        signed = crate::archive::signer(r.index());
         let total = r.metadata().total_size;
         let bar = crate::progress::Progress::new("verified", total, quiet);
         let mut last = 0;
@@ -72,6 +89,17 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<i32> {
                 s.blobs,
                 human_bytes(s.bytes)
             );
+            match (&signed, &key) {
+                (Some(Ok(k)), Some(_)) => {
+                    println!("signature OK: signed by key {}", k.fingerprint())
+                }
+                (Some(Ok(k)), None) => println!(
+                    "signed by key {} (not checked: give --key PUB)",
+                    k.fingerprint()
+                ),
+                (Some(Err(why)), _) => println!("signature unreadable: {why}"),
+                (None, _) => {}
+            }
         }
     }))
 }
