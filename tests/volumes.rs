@@ -339,3 +339,62 @@ fn a_missing_truncated_swapped_or_damaged_volume_is_named() {
         "import of volume 2",
     );
 }
+
+/// A signed archive in volumes: the footer (and its signature) is in the last volume, and
+/// `verify --key` checks the set as the single file it stands for.
+#[tokio::test]
+async fn a_signed_volume_set_verifies_with_its_key_only() {
+    common::require_tools(&["openssl"]);
+    let dir = tempfile::tempdir().unwrap();
+    let keygen = |name: &str| {
+        let key = dir.path().join(format!("{name}.key"));
+        let public = dir.path().join(format!("{name}.pub"));
+        ok(
+            Command::new("openssl")
+                .args(["genpkey", "-algorithm", "ed25519", "-out"])
+                .arg(&key)
+                .output()
+                .unwrap(),
+            "openssl genpkey",
+        );
+        ok(
+            Command::new("openssl")
+                .args(["pkey", "-pubout", "-in"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&public)
+                .output()
+                .unwrap(),
+            "openssl pkey",
+        );
+        (key, public)
+    };
+    let (key, public) = keygen("vendor");
+    let (_, other) = keygen("other");
+    let extra = common::bundle::Extra {
+        max_volume_size: Some(MAX),
+        sign_key: Some(std::sync::Arc::new(
+            kots_bundle::archive::SigningKey::from_pem_file(&key).unwrap(),
+        )),
+        ..Default::default()
+    };
+    let first = dir.path().join("app.airgap");
+    common::bundle::archive_with(dir.path(), &specs(), &[], &first, extra).await;
+    let files = volumes(&first);
+    assert!(files.len() >= 3, "{files:?}");
+    let with_key = |k: &Path| {
+        bin()
+            .arg("verify")
+            .arg(&first)
+            .arg("--key")
+            .arg(k)
+            .output()
+            .unwrap()
+    };
+    let out = ok(with_key(&public), "verify --key on a volume set");
+    assert!(
+        out.contains("signature OK") && out.contains("volumes"),
+        "{out}"
+    );
+    assert_refused(&with_key(&other), 3, &["not by the key given"], "other key");
+}

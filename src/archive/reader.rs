@@ -546,7 +546,10 @@ impl ArchiveReader {
 
     fn verify_walk(&self, mut progress: impl FnMut(u64)) -> Result<VerifySummary, ArchiveError> {
         // Each volume's content is hashed on the way, and checked against its trailer.
-        let file = self.volumes.reader().hashing();
+        let file = match self.volumes.count() {
+            1 => self.volumes.reader(),
+            _ => self.volumes.reader().hashing(),
+        };
         let mut src = Counted {
             inner: BufReader::with_capacity(READ_BUFFER, file),
             pos: 0,
