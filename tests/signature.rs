@@ -213,6 +213,25 @@ async fn a_signed_archive_verifies_and_every_alteration_is_named() {
         "another key",
     );
 
+    // Each rebuilt-and-transplanted archive is also refused by import, before any push.
+    let dest = TestRegistry::start();
+    let import_refused = |t: &Path, needle: &str| {
+        let require = [
+            "--require-signature".as_ref(),
+            "--key".as_ref(),
+            keys.public.as_os_str(),
+        ];
+        let o = import(&dest, t, &d.join("imported"), &require);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "import {}: {e}", t.display());
+        assert!(
+            e.contains(needle),
+            "import {}: {needle:?} in {e}",
+            t.display()
+        );
+        assert_eq!(dest.count_writes(), 0, "nothing pushed");
+    };
+
     // The metadata changed (another version), everything else consistent.
     let t = build(
         d,
@@ -233,6 +252,7 @@ async fn a_signed_archive_verifies_and_every_alteration_is_named() {
         &["the metadata (kots-bundle.json) changed since signing"],
         "metadata",
     );
+    import_refused(&t, "the metadata (kots-bundle.json) changed since signing");
 
     // An upstream file changed.
     let t = build(
@@ -250,12 +270,14 @@ async fn a_signed_archive_verifies_and_every_alteration_is_named() {
         &["upstream file \"deploy.yaml\" changed since signing"],
         "upstream file",
     );
+    import_refused(&t, "upstream file \"deploy.yaml\" changed since signing");
 
     // A blob replaced (img-b rebuilt with other layers).
     let t = build(d, "blob.airgap", &specs(4), &files, Some(&other.key), "1.0").await;
     transplant(&signed, &t);
     let e = verify_key(&t, &keys.public);
     refused(&e, &["blob sha256:", "was not signed"], "blob replaced");
+    import_refused(&t, "was not signed");
 
     // A blob's bytes changed in place: found by its digest, the blob named.
     let t = d.join("inplace.airgap");

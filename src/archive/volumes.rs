@@ -509,7 +509,8 @@ impl Volumes {
                         path,
                         false,
                         format!(
-                            "{} of {} is missing: copy it beside the first volume",
+                            "{} of {} is missing: copy it beside the first volume (`verify \
+                             --volume-only` checks one volume alone)",
                             name(),
                             first.volumes
                         ),
