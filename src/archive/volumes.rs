@@ -214,7 +214,10 @@ impl VolumeWriter {
         let n = self.done.len() as u32 + 2;
         let name = format!("{}.{n:03}", self.file_name);
         let next = new_partial(&self.first, &self.dir, &name).map_err(io::Error::other)?;
-        let prev = std::mem::replace(&mut self.current, next);
+        let mut prev = std::mem::replace(&mut self.current, next);
+        // Flushed, and its 1 MiB buffer freed: memory does not grow with the volume count.
+        let file = prev.out.into_inner().map_err(|e| e.into_error())?;
+        prev.out = BufWriter::with_capacity(0, file);
         self.done.push(prev);
         Ok(())
     }
