@@ -376,7 +376,18 @@ fn export_signs_and_import_requires_the_signature() {
         bin().arg("inspect").arg(&signed).output().unwrap(),
         "inspect",
     );
-    assert!(out.contains("signature:   ed25519, key sha256:"), "{out}");
+    // The fingerprint shown is openssl's DER of the public key, hashed.
+    let der = Command::new("openssl")
+        .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+        .arg(&keys.public)
+        .output()
+        .unwrap();
+    assert!(der.status.success(), "{der:?}");
+    let fingerprint = synth::sha256(&der.stdout);
+    assert!(
+        out.contains(&format!("signature:   ed25519, key {fingerprint}")),
+        "{fingerprint} in {out}"
+    );
     let unsigned = work.path().join("unsigned.airgap");
     ok(export(&unsigned, &[]), "export");
 
