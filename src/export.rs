@@ -29,6 +29,10 @@ pub struct ExportOptions {
     pub zstd: ZstdOptions,
     pub concurrency: usize,
     pub quiet: bool,
+    /// Split the archive into volumes of at most this many bytes (`--max-volume-size`).
+    pub max_volume_size: Option<u64>,
+    /// Sign the archive with this key (`--sign-key`).
+    pub sign_key: Option<Arc<archive::SigningKey>>,
 }
 
 #[derive(Debug)]
@@ -105,13 +109,14 @@ pub async fn write_archive(
     files: &[ManifestFile],
     opts: &ExportOptions,
 ) -> Result<ExportSummary, CopyError> {
-    let writer = archive::start(
+    let writer = archive::start_in_volumes(
         &opts.output,
         app,
         images,
         files,
         opts.compression,
         opts.zstd,
+        opts.max_volume_size,
     )?;
     let distinct: BTreeMap<Digest, u64> = images
         .iter()
@@ -127,9 +132,21 @@ pub async fn write_archive(
     let dest = Arc::try_unwrap(dest)
         .ok()
         .expect("copy engine holds no reference after it returns");
-    let output = dest.into_writer().finish()?;
+    let volumes = dest.into_writer().finish_signed(opts.sign_key.as_deref())?;
+    let output = volumes[0].clone();
+    let in_volumes = match volumes.len() {
+        1 => String::new(),
+        n => format!(
+            " in {n} volumes: {}",
+            volumes
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     progress.println(&format!(
-        "wrote {} ({} images, {} blobs, {})",
+        "wrote {} ({} images, {} blobs, {}){in_volumes}",
         output.display(),
         images.len(),
         distinct.len(),

@@ -71,6 +71,10 @@ pub struct ImportOptions {
     pub render: Inputs,
     pub concurrency: usize,
     pub quiet: bool,
+    /// Check the archive's signature with this key (`--key`): a bad one is refused, an
+    /// unsigned archive too when `require_signature`, else warned about.
+    pub key: Option<crate::archive::PublicKey>,
+    pub require_signature: bool,
 }
 
 #[derive(Debug)]
@@ -194,11 +198,25 @@ pub fn state_for(
 
 pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
     let path = opts.archive.clone();
-    // The head, the entry index and every manifest are checked before the registry is
-    // contacted: a damaged or tampered-with archive is refused with nothing pushed.
+    let (key, require) = (opts.key, opts.require_signature);
+    // The head, the entry index, every manifest and the signature are checked before the
+    // registry is contacted: a damaged or tampered-with archive is refused with nothing
+    // pushed.
     let reader = Arc::new(
         tokio::task::spawn_blocking(move || {
             let reader = ArchiveReader::open(&path)?;
+            if let Some(key) = &key {
+                let unsigned = reader.index().signature.is_none();
+                if unsigned && !require {
+                    crate::warnings::warn(format_args!(
+                        "{} is not signed; its signature was not checked (--require-signature \
+                         refuses unsigned archives)",
+                        path.display()
+                    ));
+                } else {
+                    reader.check_signature(key)?;
+                }
+            }
             reader.check_layout()?;
             Ok::<_, crate::archive::ArchiveError>(reader)
         })

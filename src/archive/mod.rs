@@ -11,12 +11,18 @@
 //!   the index is rebuilt by walking tar headers.
 
 mod reader;
+mod signature;
 mod tar_header;
 mod transport;
+mod volumes;
 mod writer;
 
 pub use reader::{manifest_children, ArchiveReader, Entry, VerifySummary};
+pub use signature::{signer, PublicKey, SignatureBlock, SigningKey, Statement};
 pub use transport::{reader_stream, ArchiveDest, ArchiveSource};
+pub use volumes::{
+    split_volume_name, volume_path, VolumeCheck, Volumes, MAX_VOLUMES, MIN_VOLUME_SIZE,
+};
 pub use writer::{ArchiveWriter, ZstdOptions};
 
 use std::collections::BTreeMap;
@@ -126,6 +132,9 @@ pub struct BlobRecord {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EntryIndex {
     pub entries: BTreeMap<String, IndexEntry>,
+    /// A signed archive's signature (section 8 of the format); older readers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureBlock>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +171,17 @@ pub enum ArchiveError {
     BadIndex { path: PathBuf, why: String },
     #[error("{path}: metadata: {why}")]
     BadMetadata { path: PathBuf, why: String },
+    /// The archive is not signed by the key given, or is not what was signed.
+    #[error("{path}: signature: {why}")]
+    Signature { path: PathBuf, why: String },
+    /// A volume of a multi-volume archive is missing, truncated, damaged or swapped.
+    #[error("{path}: {why}")]
+    Volume {
+        path: PathBuf,
+        why: String,
+        /// Missing is a failure to read (exit 1), the others a corrupt archive (exit 3).
+        corrupt: bool,
+    },
     /// Export refuses what the reader would refuse, before anything is downloaded.
     #[error("{what} cannot be carried in an archive: {why}")]
     Unwritable { what: String, why: String },
@@ -177,6 +197,7 @@ impl ArchiveError {
                 std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
             ),
             ArchiveError::Unwritable { .. } => false,
+            ArchiveError::Volume { corrupt, .. } => *corrupt,
             _ => true,
         }
     }
@@ -260,6 +281,20 @@ pub fn start(
     compression: Compression,
     zstd: ZstdOptions,
 ) -> Result<ArchiveWriter, ArchiveError> {
+    start_in_volumes(path, app, images, upstream, compression, zstd, None)
+}
+
+/// [`start`], in volumes of at most `max_volume_size` bytes when that is given and the
+/// archive does not fit one (`bundle-format/README.md`, section 7).
+pub fn start_in_volumes(
+    path: &std::path::Path,
+    app: App,
+    images: &[crate::copy::ResolvedImage],
+    upstream: &[crate::upstream::ManifestFile],
+    compression: Compression,
+    zstd: ZstdOptions,
+    max_volume_size: Option<u64>,
+) -> Result<ArchiveWriter, ArchiveError> {
     check_contents(&app.name, images.len(), upstream)?;
     let mut blobs: BTreeMap<Digest, BlobRecord> = BTreeMap::new();
     for image in images {
@@ -312,7 +347,8 @@ pub fn start(
             .map(|f| (f.path.clone(), Digest::of(&f.data)))
             .collect(),
     };
-    let mut w = ArchiveWriter::create(path, &metadata, compression, zstd)?;
+    let mut w =
+        ArchiveWriter::create_in_volumes(path, &metadata, compression, zstd, max_volume_size)?;
     w.add_file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     w.add_json("index.json", &layout_index(images))?;
     for f in upstream {

@@ -4,13 +4,13 @@
 //! reads tar headers with [`super::tar_header`], so all of them see the same entries.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageIndex, ImageManifest};
 
 use super::tar_header::{padding, read_header, Header, HeaderError, Next, BLOCK};
+use super::volumes::{volume_path, Volumes};
 use super::{
     blob_entry, check_entry_name, ArchiveError, Compression, EntryIndex, ImageRecord, IndexEntry,
     Metadata, FOOTER_FRAME_MAGIC, FOOTER_MAGIC, FORMAT, MAX_BLOBS, MAX_IMAGES, MAX_JSON_ENTRY,
@@ -35,6 +35,7 @@ const MAX_MANIFEST_DEPTH: usize = 8;
 
 pub struct ArchiveReader {
     path: PathBuf,
+    volumes: Volumes,
     compression: Compression,
     metadata: Metadata,
     index: EntryIndex,
@@ -119,12 +120,30 @@ impl ArchiveReader {
     /// Opens an archive: reads the metadata from its head and its entry index from the
     /// footer (zstd) or by walking tar headers (uncompressed), and checks they agree.
     pub fn open(path: &Path) -> Result<ArchiveReader, ArchiveError> {
-        let compression = detect(path)?;
-        let metadata = read_metadata(path, compression)?;
-        let (index, body_end) = match compression {
-            Compression::Zstd => read_footer(path)?,
-            Compression::None => scan_tar(path)?,
+        let volumes = Volumes::open(path)?;
+        let compression = detect(path, &volumes)?;
+        let metadata = read_metadata(path, &volumes, compression)?;
+        let found = match compression {
+            Compression::Zstd => read_footer(path, &volumes),
+            Compression::None => scan_tar(path, &volumes),
         };
+        let (index, body_end) = found.map_err(|e| match e {
+            // A first volume cut short has lost its trailer, and reads as a truncated file.
+            ArchiveError::BadIndex { path, why }
+                if volumes.count() == 1 && volume_path(&path, 2).exists() =>
+            {
+                ArchiveError::Volume {
+                    why: format!(
+                        "entry index is unreadable ({why}); {} is beside it: if this is the \
+                         first volume of a multi-volume archive, it is truncated; copy it again",
+                        volume_path(&path, 2).display()
+                    ),
+                    path,
+                    corrupt: true,
+                }
+            }
+            e => e,
+        })?;
         let images = metadata
             .images
             .iter()
@@ -133,6 +152,7 @@ impl ArchiveReader {
             .collect();
         let reader = ArchiveReader {
             path: path.to_path_buf(),
+            volumes,
             compression,
             metadata,
             index,
@@ -145,7 +165,13 @@ impl ArchiveReader {
 
     /// Only the metadata: reads the first entry and nothing else.
     pub fn read_metadata_only(path: &Path) -> Result<Metadata, ArchiveError> {
-        read_metadata(path, detect(path)?)
+        let volumes = Volumes::open(path)?;
+        read_metadata(path, &volumes, detect(path, &volumes)?)
+    }
+
+    /// The archive's files: one, or every volume of a multi-volume archive.
+    pub fn volumes(&self) -> &Volumes {
+        &self.volumes
     }
 
     pub fn path(&self) -> &Path {
@@ -329,7 +355,7 @@ impl ArchiveReader {
                  is a few dozen)"
             )));
         }
-        let mut file = File::open(&self.path).map_err(self.io_err())?;
+        let mut file = self.volumes.reader();
         file.seek(SeekFrom::Start(at)).map_err(self.io_err())?;
         let mut raw = vec![0u8; len as usize];
         file.read_exact(&mut raw).map_err(self.io_err())?;
@@ -362,7 +388,7 @@ impl ArchiveReader {
     }
 
     fn entry_at(&self, name: &str, e: IndexEntry) -> Result<Entry, ArchiveError> {
-        let mut file = File::open(&self.path).map_err(self.io_err())?;
+        let mut file = self.volumes.reader();
         file.seek(SeekFrom::Start(e.offset))
             .map_err(self.io_err())?;
         // A buffer no larger than the entry: small manifests cost a small read.
@@ -500,8 +526,30 @@ impl ArchiveReader {
     /// reads is what the walk reads), every blob and upstream file must match its digest.
     /// Then checks the layout and the metadata against what was found. Calls `progress`
     /// with the bytes of blob content read so far.
-    pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifySummary, ArchiveError> {
-        let file = File::open(&self.path).map_err(self.io_err())?;
+    pub fn verify(&self, progress: impl FnMut(u64)) -> Result<VerifySummary, ArchiveError> {
+        match self.verify_walk(progress) {
+            Ok(s) => Ok(s),
+            // A damaged volume is named, rather than only the entry found damaged in it.
+            Err(e) if e.is_corrupt() && self.volumes.count() > 1 => {
+                for path in self.volumes.paths().skip(1) {
+                    Volumes::check_one(path)?;
+                }
+                let mut r = self.volumes.reader().hashing();
+                if let Ok(Some(h)) = r.finish_hashes() {
+                    self.volumes.check_hashes(h)?;
+                }
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_walk(&self, mut progress: impl FnMut(u64)) -> Result<VerifySummary, ArchiveError> {
+        // Each volume's content is hashed on the way, and checked against its trailer.
+        let file = match self.volumes.count() {
+            1 => self.volumes.reader(),
+            _ => self.volumes.reader().hashing(),
+        };
         let mut src = Counted {
             inner: BufReader::with_capacity(READ_BUFFER, file),
             pos: 0,
@@ -563,6 +611,11 @@ impl ArchiveReader {
             return Err(
                 self.bad_index(format!("entry {name:?} is in the index but not in the tar"))
             );
+        }
+        if self.volumes.count() > 1 {
+            let hashes = src.inner.get_mut().finish_hashes().map_err(self.io_err())?;
+            self.volumes
+                .check_hashes(hashes.expect("read front to back"))?;
         }
         self.check_layout()
     }
@@ -884,11 +937,8 @@ pub fn manifest_children(
     }
 }
 
-fn detect(path: &Path) -> Result<Compression, ArchiveError> {
-    let mut f = File::open(path).map_err(|source| ArchiveError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+fn detect(path: &Path, volumes: &Volumes) -> Result<Compression, ArchiveError> {
+    let mut f = volumes.reader();
     let mut magic = [0u8; 4];
     f.read_exact(&mut magic).map_err(|source| {
         if source.kind() == io::ErrorKind::UnexpectedEof {
@@ -910,12 +960,16 @@ fn detect(path: &Path) -> Result<Compression, ArchiveError> {
     })
 }
 
-fn read_metadata(path: &Path, compression: Compression) -> Result<Metadata, ArchiveError> {
+fn read_metadata(
+    path: &Path,
+    volumes: &Volumes,
+    compression: Compression,
+) -> Result<Metadata, ArchiveError> {
     let io_err = |source| ArchiveError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = BufReader::new(File::open(path).map_err(io_err)?);
+    let file = BufReader::new(volumes.reader());
     let mut stream: Box<dyn Read> = match compression {
         Compression::Zstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(file)
@@ -1046,7 +1100,7 @@ fn check_metadata(mut meta: Metadata) -> Result<Metadata, String> {
 }
 
 /// The footer's entry index, and where the footer starts.
-fn read_footer(path: &Path) -> Result<(EntryIndex, u64), ArchiveError> {
+fn read_footer(path: &Path, volumes: &Volumes) -> Result<(EntryIndex, u64), ArchiveError> {
     let bad = |why: &str| ArchiveError::BadIndex {
         path: path.to_path_buf(),
         why: why.to_string(),
@@ -1055,8 +1109,8 @@ fn read_footer(path: &Path) -> Result<(EntryIndex, u64), ArchiveError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = File::open(path).map_err(io_err)?;
-    let len = f.metadata().map_err(io_err)?.len();
+    let mut f = volumes.reader();
+    let len = volumes.len();
     if len < 24 {
         return Err(bad("file too short"));
     }
@@ -1087,7 +1141,7 @@ fn read_footer(path: &Path) -> Result<(EntryIndex, u64), ArchiveError> {
 
 /// Builds the index of an uncompressed archive by walking its headers (seeking past data),
 /// and returns it with the file's length.
-fn scan_tar(path: &Path) -> Result<(EntryIndex, u64), ArchiveError> {
+fn scan_tar(path: &Path, volumes: &Volumes) -> Result<(EntryIndex, u64), ArchiveError> {
     let io_err = |source| ArchiveError::Io {
         path: path.to_path_buf(),
         source,
@@ -1097,8 +1151,8 @@ fn scan_tar(path: &Path) -> Result<(EntryIndex, u64), ArchiveError> {
         entry,
         why,
     };
-    let file = File::open(path).map_err(io_err)?;
-    let len = file.metadata().map_err(io_err)?.len();
+    let file = volumes.reader();
+    let len = volumes.len();
     let mut r = Counted {
         inner: BufReader::with_capacity(64 * 1024, file),
         pos: 0,

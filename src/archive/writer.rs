@@ -1,19 +1,18 @@
 //! Writes an `.airgap` archive: tar entries, one zstd frame each, then the footer index.
 //! The file appears under its final name only when complete (temp file + rename).
 
-use std::collections::HashSet;
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::signature::{SigningKey, Statement};
+use super::volumes::VolumeWriter;
 use super::{
     blob_entry, ArchiveError, Compression, EntryIndex, IndexEntry, Metadata, FOOTER_FRAME_MAGIC,
     FOOTER_MAGIC, METADATA_ENTRY,
 };
 use crate::digest::Digest;
 
-/// Large buffered writes: blobs are tens of MiB and the file is written sequentially.
-const WRITE_BUFFER: usize = 1 << 20;
 /// zstd level for layers that are compressed already (measured: level 3 costs ~0.6 s per
 /// GiB more than level 1 on 2 cores and saves nothing on gzip'd data).
 const FAST_LEVEL: i32 = 1;
@@ -42,32 +41,12 @@ impl Default for ZstdOptions {
 
 pub struct ArchiveWriter {
     final_path: PathBuf,
-    tmp: tempfile::TempPath,
     builder: tar::Builder<FrameWriter>,
     index: EntryIndex,
     blobs: HashSet<Digest>,
+    /// sha256 of each file added with [`ArchiveWriter::add_file`], for a signature.
+    files: BTreeMap<String, Digest>,
     mtime: u64,
-}
-
-/// Removes partial archives a killed export left beside `dir/<name>` (nobody holds their
-/// lock). Another export still writing one keeps it.
-fn remove_stale_partials(dir: &Path, prefix: &str, suffix: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with(prefix) && name.ends_with(suffix)) {
-            continue;
-        }
-        let Ok(f) = std::fs::OpenOptions::new().write(true).open(e.path()) else {
-            continue;
-        };
-        if f.try_lock().is_ok() {
-            tracing::info!(path = %e.path().display(), "removing a partial archive a killed export left");
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 impl ArchiveWriter {
@@ -81,33 +60,21 @@ impl ArchiveWriter {
         compression: Compression,
         zstd: ZstdOptions,
     ) -> Result<ArchiveWriter, ArchiveError> {
-        let io_err = |source| ArchiveError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "bundle.airgap".into());
-        let (prefix, suffix) = (format!(".{file_name}."), ".partial");
-        remove_stale_partials(&dir, &prefix, suffix);
-        let tmp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(suffix)
-            .tempfile_in(&dir)
-            .map_err(io_err)?;
-        let (file, tmp) = tmp.into_parts();
-        // Held while this run writes, so the next export can tell a live partial from one a
-        // killed run left behind.
-        file.try_lock()
-            .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
+        Self::create_in_volumes(path, metadata, compression, zstd, None)
+    }
+
+    /// [`ArchiveWriter::create`], in volumes of at most `max_volume_size` bytes each
+    /// (`path`, `path.002`, ...) when that is given and the archive does not fit one.
+    pub fn create_in_volumes(
+        path: &Path,
+        metadata: &Metadata,
+        compression: Compression,
+        zstd: ZstdOptions,
+        max_volume_size: Option<u64>,
+    ) -> Result<ArchiveWriter, ArchiveError> {
         let frames = FrameWriter {
             state: State::Raw(Counting {
-                inner: BufWriter::with_capacity(WRITE_BUFFER, file),
+                inner: VolumeWriter::create(path, max_volume_size)?,
                 pos: 0,
             }),
             compression,
@@ -118,10 +85,10 @@ impl ArchiveWriter {
         builder.mode(tar::HeaderMode::Deterministic);
         let mut w = ArchiveWriter {
             final_path: path.to_path_buf(),
-            tmp,
             builder,
             index: EntryIndex::default(),
             blobs: HashSet::new(),
+            files: BTreeMap::new(),
             mtime: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -141,7 +108,9 @@ impl ArchiveWriter {
 
     /// Adds a small file (metadata, layout files, upstream manifests).
     pub fn add_file(&mut self, name: &str, data: &[u8]) -> Result<(), ArchiveError> {
-        self.append(name, data.len() as u64, data)
+        self.append(name, data.len() as u64, data)?;
+        self.files.insert(name.to_string(), Digest::of(data));
+        Ok(())
     }
 
     pub fn has_blob(&self, digest: &Digest) -> bool {
@@ -214,8 +183,30 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Ends the tar, writes the footer index, syncs, and renames into place.
+    /// Ends the tar, writes the footer index, syncs, and renames into place. Returns the
+    /// first (or only) file.
     pub fn finish(self) -> Result<PathBuf, ArchiveError> {
+        Ok(self.finish_volumes()?.swap_remove(0))
+    }
+
+    /// [`ArchiveWriter::finish`], returning every volume written, in order.
+    pub fn finish_volumes(self) -> Result<Vec<PathBuf>, ArchiveError> {
+        self.finish_signed(None)
+    }
+
+    /// [`ArchiveWriter::finish_volumes`], signed with `key` when given (zstd only: the
+    /// signature is in the footer).
+    pub fn finish_signed(mut self, key: Option<&SigningKey>) -> Result<Vec<PathBuf>, ArchiveError> {
+        if let Some(key) = key {
+            if self.builder.get_ref().compression != Compression::Zstd {
+                return Err(ArchiveError::Unwritable {
+                    what: "a signature".into(),
+                    why: "only zstd archives carry one (in their footer)".into(),
+                });
+            }
+            let files = std::mem::take(&mut self.files);
+            self.index.signature = Some(key.sign(&Statement::new(&self.index.entries, files)));
+        }
         let path = self.final_path.clone();
         let io_err = |source| ArchiveError::Io {
             path: path.clone(),
@@ -232,11 +223,7 @@ impl ArchiveWriter {
         if compression == Compression::Zstd {
             write_footer(&mut out, &self.index).map_err(io_err)?;
         }
-        let file = out.inner.into_inner().map_err(|e| io_err(e.into_error()))?;
-        file.sync_all().map_err(io_err)?;
-        drop(file);
-        self.tmp.persist(&path).map_err(|e| io_err(e.error))?;
-        Ok(path)
+        out.inner.finish()
     }
 }
 
@@ -271,7 +258,7 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-type Out = Counting<BufWriter<File>>;
+type Out = Counting<VolumeWriter>;
 
 enum State {
     Raw(Out),

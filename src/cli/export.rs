@@ -27,6 +27,19 @@ pub struct ExportArgs {
     /// Layers that are gzip or zstd already always use level 1: a higher one only costs time.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub zstd_level: i32,
+    /// Split the archive into volumes of at most SIZE bytes each, for removable media:
+    /// FILE, FILE.002, FILE.003, ... (each can be verified on its own; import and verify
+    /// read them in place). SIZE is bytes or a number with K, M, G, T (powers of 1000: 4G
+    /// fits FAT32) or KiB, MiB, GiB, TiB (powers of 1024); at least 1MiB. An archive that
+    /// fits one volume is an ordinary single file.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_volume_size: Option<u64>,
+    /// Sign the archive with this ed25519 private key (PKCS#8 PEM, as `openssl genpkey
+    /// -algorithm ed25519 -out KEY` writes it): the metadata, the entry index, every blob's
+    /// and upstream file's digest. Check with `verify --key PUB` and `import
+    /// --require-signature --key PUB`. zstd archives only.
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
     #[command(flatten)]
     pub selection: SelectionArgs,
     #[command(flatten)]
@@ -40,6 +53,20 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
+    // The key is read first: a wrong one stops the export before anything is fetched.
+    let sign_key = match &args.sign_key {
+        Some(_) if args.compression != Compression::Zstd => {
+            return Err(crate::cli::UsageError(
+                "--sign-key needs --compression zstd (the signature is in the zstd footer)".into(),
+            )
+            .into())
+        }
+        Some(p) => Some(std::sync::Arc::new(
+            crate::archive::SigningKey::from_pem_file(p)
+                .map_err(|e| anyhow::anyhow!("--sign-key {e}"))?,
+        )),
+        None => None,
+    };
     let rt = runtime()?;
     let upstream = rt.block_on(
         args.upstream_args
@@ -86,10 +113,72 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
         attached: !args.source.no_signatures,
         concurrency: args.registry.concurrency as usize,
         quiet,
+        max_volume_size: args.max_volume_size,
+        sign_key,
     };
     super::run_until_signal(rt, async {
         Ok(export(&upstream, &name, &images, client, &opts).await?)
     })
     .with_context(|| format!("export to {} failed; nothing was written", output.display()))?;
     Ok(exit::OK)
+}
+
+/// `--max-volume-size`: bytes, or a number with a unit: K, M, G, T (and KB, MB, GB, TB) are
+/// powers of 1000, KiB, MiB, GiB, TiB powers of 1024; case does not matter.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("{s:?} is not a size (e.g. 4G, 500MiB, 1048576)"));
+    }
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is too large"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (K, M, G, T are powers of 1000; KiB, MiB, GiB, \
+                 TiB powers of 1024)"
+            ))
+        }
+    };
+    let size = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if size < crate::archive::MIN_VOLUME_SIZE {
+        return Err(format!(
+            "{s:?} is {size} bytes; a volume is at least 1MiB ({} bytes)",
+            crate::archive::MIN_VOLUME_SIZE
+        ));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn volume_sizes() {
+        assert_eq!(parse_size("4G"), Ok(4_000_000_000));
+        assert!(parse_size("4G").unwrap() < u32::MAX as u64, "4G fits FAT32");
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("500M"), Ok(500_000_000));
+        assert_eq!(parse_size("500mb"), Ok(500_000_000));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("1000").is_err(), "under the minimum");
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("-4G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
 }

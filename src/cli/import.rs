@@ -82,6 +82,13 @@ pub struct ImportArgs {
     /// The app directory to write or update (default: ./<app name>).
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
+    /// The vendor's ed25519 public key (PEM, `openssl pkey -in KEY -pubout`): a signed
+    /// archive must be signed by it and unaltered, checked before anything is pushed.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
+    /// Refuse an archive that is not signed by --key.
+    #[arg(long, requires = "key")]
+    pub require_signature: bool,
     #[command(flatten)]
     pub render: super::render::RenderArgs,
     #[command(flatten)]
@@ -91,6 +98,12 @@ pub struct ImportArgs {
 }
 
 pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
+    let key = args
+        .key
+        .as_deref()
+        .map(crate::archive::PublicKey::from_pem_file)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--key {e}"))?;
     let destination = args.destination.destination()?;
     let host = destination.endpoint.registry.clone();
     let options = args.registry.destination_options(&args.login, &host)?;
@@ -109,6 +122,8 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
         render,
         concurrency: args.registry.concurrency as usize,
         quiet,
+        key,
+        require_signature: args.require_signature,
     };
     let summary = super::run_until_signal(runtime()?, import(client, &opts))
         .with_context(|| format!("import of {} failed", args.archive.display()))?;

@@ -42,6 +42,22 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<i32> {
         escaped(&meta.tool.version)
     );
     println!("compression: {:?}", meta.compression);
+    match crate::archive::signer(reader.index()) {
+        Some(Ok(k)) => println!(
+            "signature:   ed25519, key {} (check with verify --key)",
+            k.fingerprint()
+        ),
+        Some(Err(why)) => println!("signature:   unreadable ({})", escaped(&why)),
+        None => println!("signature:   none"),
+    }
+    let volumes = reader.volumes();
+    if volumes.count() > 1 {
+        let names: Vec<String> = volumes
+            .paths()
+            .map(|p| escaped(&p.display().to_string()))
+            .collect();
+        println!("volumes:     {} ({})", volumes.count(), names.join(", "));
+    }
     println!("images:      {}", meta.images.len());
     for i in &meta.images {
         let platforms = if i.platforms.is_empty() {
