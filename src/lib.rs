@@ -24,6 +24,7 @@ pub mod reference;
 pub mod registry;
 pub mod render;
 pub mod rewrite;
+pub mod serve;
 pub mod upstream;
 pub mod warnings;
 pub mod yaml;

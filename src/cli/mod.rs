@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod pull;
 pub mod render;
 pub mod selection;
+pub mod serve;
 pub mod template;
 pub mod upstream;
 pub mod verify;
@@ -77,6 +78,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Check every blob of an .airgap file against its digest, and the file against its metadata.
     Verify(verify::VerifyArgs),
+    /// Serve an .airgap file as a read-only registry (OCI distribution API), read in place.
+    Serve(serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(docs::CompletionsArgs),
     /// Print the man page (or write one per command with --dir).
@@ -140,6 +143,7 @@ pub fn main() -> i32 {
         Command::Template(a) => template::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a, cli.quiet),
+        Command::Serve(a) => serve::run(a, cli.quiet),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
     };

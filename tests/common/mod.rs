@@ -61,6 +61,8 @@ pub struct RegistryConfig {
     pub client_cas: Vec<PathBuf>,
     /// `storage.maintenance.readonly.enabled`: every write is refused (405).
     pub read_only: bool,
+    /// `proxy.remoteurl`: a pull-through cache of that registry.
+    pub proxy_remote_url: Option<String>,
 }
 
 pub struct TestRegistry {
@@ -225,6 +227,9 @@ fn write_config(dir: &Path, addr: &str, cfg: &RegistryConfig) -> PathBuf {
                 y.push_str(&format!("      - {}\n", ca.display()));
             }
         }
+    }
+    if let Some(url) = &cfg.proxy_remote_url {
+        y.push_str(&format!("proxy:\n  remoteurl: {url}\n"));
     }
     if let Some(auth) = &cfg.auth_yaml {
         y.push_str("auth:\n");
