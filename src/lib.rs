@@ -7,6 +7,7 @@
 //! KOTS parts are [`upstream`] (where manifests come from), [`discover`] (which images they
 //! need) and [`overlay`] (the app directory that deploys them from the private registry).
 
+pub mod appstore;
 pub mod archive;
 pub mod cli;
 pub mod copy;

@@ -84,6 +84,10 @@ pub struct ImportArgs {
     pub dest: Option<PathBuf>,
     #[command(flatten)]
     pub render: super::render::RenderArgs,
+    /// Do not store the app directory in the registry (REGISTRY/NS/<app>-app, for
+    /// `kots-bundle download`). It holds the saved config values, passwords included.
+    #[arg(long)]
+    pub no_store_app: bool,
     #[command(flatten)]
     pub login: LoginArgs,
     #[command(flatten)]
@@ -110,8 +114,41 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
         concurrency: args.registry.concurrency as usize,
         quiet,
     };
-    let summary = super::run_until_signal(runtime()?, import(client, &opts))
-        .with_context(|| format!("import of {} failed", args.archive.display()))?;
+    let store = !args.no_store_app;
+    let (summary, stored) = super::run_until_signal(runtime()?, async {
+        // The app's repository must accept pushes too; known before any image moves.
+        let app_repo = if store {
+            let meta = crate::archive::ArchiveReader::read_metadata_only(&opts.archive)?;
+            let repo = crate::appstore::repository(
+                &opts.destination.endpoint,
+                opts.destination.namespace.as_deref(),
+                &meta.app.name,
+            );
+            client.check_push(&host, &repo).await?;
+            Some(repo)
+        } else {
+            None
+        };
+        let summary = import(client.clone(), &opts).await?;
+        let stored = match app_repo {
+            Some(_) => Some(
+                crate::appstore::store(
+                    &client,
+                    &opts.destination.endpoint,
+                    opts.destination.namespace.as_deref(),
+                    &summary.app_dir,
+                )
+                .await
+                .context(
+                    "the images and the app directory are in place, but storing the app directory \
+                     in the registry failed (run the import again, or pass --no-store-app)",
+                )?,
+            ),
+            None => None,
+        };
+        Ok((summary, stored))
+    })
+    .with_context(|| format!("import of {} failed", args.archive.display()))?;
     if !quiet {
         let r = &summary.report;
         eprintln!(
@@ -122,6 +159,12 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
             r.blobs_mounted,
             r.blobs_existed
         );
+        if let Some(refs) = &stored {
+            eprintln!(
+                "stored the app directory as {} (kots-bundle download recovers it)",
+                refs.join(" and ")
+            );
+        }
         eprintln!(
             "deploy with: kubectl apply -k {}",
             summary.app_dir.join("overlays/midstream").display()

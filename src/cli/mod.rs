@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod common;
 pub mod docs;
+pub mod download;
 pub mod export;
 pub mod images;
 pub mod import;
@@ -78,6 +79,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Check every blob of an .airgap file against its digest, and the file against its metadata.
     Verify(verify::VerifyArgs),
+    /// Rebuild an app directory from the copy import stored in the private registry.
+    Download(download::DownloadArgs),
     /// Serve an .airgap file as a read-only registry (OCI distribution API), read in place.
     Serve(serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
@@ -144,6 +147,7 @@ pub fn main() -> i32 {
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a, cli.quiet),
         Command::Serve(a) => serve::run(a, cli.quiet),
+        Command::Download(a) => download::run(a, cli.quiet),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
     };

@@ -175,6 +175,20 @@ impl TestRegistry {
             .count()
     }
 
+    /// [`Self::count_writes`] to image repositories only: not those of the app directories
+    /// import stores beside them (`<app>-app`).
+    pub fn count_image_writes(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.contains("response completed")
+                    && (l.contains("http.request.method=PUT")
+                        || l.contains("http.request.method=PATCH"))
+                    && !l.contains("-app/")
+            })
+            .count()
+    }
+
     pub fn storage(&self) -> PathBuf {
         self.dir.path().join("storage")
     }
