@@ -588,3 +588,68 @@ fn https_with_the_given_certificate_is_trusted_by_skopeo() {
     ]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn concurrent_clients_get_whole_blobs_and_memory_stays_flat() {
+    common::require_tools(&[common::REGISTRY_BIN]);
+    let dir = tempfile::tempdir().unwrap();
+    // One 96 MiB layer, stored uncompressed (quick to write); served to 6 clients at once.
+    let mut big = ImageSpec::new("quay.io/org/big:1", 7);
+    big.layer_size = 96 * 1024 * 1024;
+    big.uncompressed = true;
+    big.shared_base = false;
+    let path = dir.path().join("big.airgap");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (archive, images) = rt.block_on(archive_of(
+        dir.path(),
+        std::slice::from_ref(&big),
+        &[],
+        &path,
+        Compression::None,
+    ));
+    let layer = images[0]
+        .blobs
+        .iter()
+        .max_by_key(|b| {
+            std::fs::metadata(dir.path().join("layout/blobs/sha256").join(&b[7..]))
+                .unwrap()
+                .len()
+        })
+        .unwrap()
+        .clone();
+    let size = std::fs::metadata(dir.path().join("layout/blobs/sha256").join(&layer[7..]))
+        .unwrap()
+        .len() as usize;
+    assert!(size > 96 * 1024 * 1024);
+    let serve = Serve::start(&archive, &[]);
+    let pid = serve.child.id();
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let addr = serve.addr.clone();
+            let layer = layer.clone();
+            std::thread::spawn(move || {
+                let r = http(&addr, "GET", &format!("/v2/org/big/blobs/{layer}"), &[]);
+                (r.status, synth::sha256(&r.body), r.body.len())
+            })
+        })
+        .collect();
+    for t in threads {
+        let (status, digest, len) = t.join().unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(len, size, "a short body");
+        assert_eq!(digest, layer);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    // 6 x 96 MiB went out; a server holding blobs in memory would peak far above this.
+    assert!(
+        peak_kib < 80 * 1024,
+        "serve peaked at {} MiB",
+        peak_kib / 1024
+    );
+}
