@@ -188,6 +188,13 @@ fn an_app_directory_removed_after_import_comes_back_and_updates_keep_its_edits()
             0,
             "config values readable by others: {mode:o}"
         );
+        // ...and the rest keeps its ordinary mode (compared with a file the test wrote).
+        let mode_of = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode_of(&back.join("upstream/app.yaml")),
+            mode_of(&v1.join("app.yaml")),
+            "upstream/app.yaml"
+        );
     }
     // Nothing half-built left beside it.
     let siblings: Vec<_> = std::fs::read_dir(work.path().join("elsewhere"))

@@ -186,9 +186,101 @@ pub fn restore(root: &Path, carried: &Carried) -> Result<(), OverlayError> {
     Ok(())
 }
 
+/// Writes one new file (the whole directory is renamed into place afterwards, so a file
+/// needs no atomic write of its own): owner-only from the first byte when secret, else the
+/// usual mode under the umask (not the 0600 of a temp file).
 fn write(path: &Path, f: &CarriedFile) -> Result<(), OverlayError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
     }
-    crate::fsutil::write_atomic(path, &f.data, f.secret).map_err(io("writing", path))
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    if f.secret {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    use std::io::Write as _;
+    let mut file = opts.open(path).map_err(io("writing", path))?;
+    file.write_all(&f.data).map_err(io("writing", path))?;
+    file.sync_all().map_err(io("writing", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, data: &str) -> CarriedFile {
+        CarriedFile {
+            path: path.into(),
+            data: data.as_bytes().to_vec(),
+            secret: false,
+        }
+    }
+
+    fn minimal() -> Carried {
+        Carried {
+            release: vec![
+                file("state.json", "{}"),
+                file("upstream/app.yaml", "a"),
+                file(
+                    &format!("midstream/{}", midstream::PULL_SECRET_FILE),
+                    "creds",
+                ),
+            ],
+            operator: vec![
+                file("overlays/midstream/kustomization.yaml", "k"),
+                file("notes.txt", "n"),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_restored_directory_collects_back_the_same_without_the_pull_secret() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("app");
+        std::fs::create_dir(&root).unwrap();
+        restore(&root, &minimal()).unwrap();
+        // Links resolve into the release, as a write makes them.
+        assert_eq!(
+            std::fs::read_to_string(root.join("upstream/app.yaml")).unwrap(),
+            "a"
+        );
+        assert!(super::super::is_app_dir(&root));
+        // pull's cache and the lock are not the operator's.
+        std::fs::create_dir_all(root.join("images/blobs")).unwrap();
+        std::fs::write(root.join("images/blobs/x"), "big").unwrap();
+        std::fs::write(root.join(META_DIR).join(super::super::LOCK_FILE), "").unwrap();
+        let back = collect(&root).unwrap();
+        let mut expected = minimal();
+        expected.release.retain(|f| !f.path.contains("pull-secret"));
+        expected.release.sort_by(|a, b| a.path.cmp(&b.path));
+        expected.operator.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn operator_files_cannot_land_in_our_parts_and_paths_are_checked() {
+        for bad in [
+            "upstream/x.yaml",
+            ".kots-bundle/state.json",
+            "overlays/midstream/kots-bundle/kustomization.yaml",
+            "images/index.json",
+            "../escape",
+            "/abs",
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            let mut c = minimal();
+            c.operator.push(file(bad, "x"));
+            assert!(restore(d.path(), &c).is_err(), "{bad} accepted");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let mut c = minimal();
+        c.release.push(file("upstream/app.yaml/inner", "x"));
+        assert!(restore(d.path(), &c).is_err(), "file and directory at once");
+        let d = tempfile::tempdir().unwrap();
+        let mut c = minimal();
+        c.release.retain(|f| f.path != super::super::STATE_FILE);
+        assert!(restore(d.path(), &c).is_err(), "no state accepted");
+    }
 }
