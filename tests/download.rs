@@ -271,3 +271,43 @@ fn download_refuses_what_import_did_not_store() {
     assert!(!out.status.success());
     assert!(!dest.exists());
 }
+
+#[test]
+fn import_with_no_store_app_stores_nothing() {
+    common::require_tools(&["skopeo"]);
+    let src = Source::start(Source::default_specs());
+    let reg = TestRegistry::start();
+    let work = tempfile::tempdir().unwrap();
+    let v1 = work.path().join("v1");
+    std::fs::create_dir(&v1).unwrap();
+    app_files(&v1, "1.0.0", "v1");
+    let archive = work.path().join("shop.airgap");
+    export(&src, &v1, &archive);
+    let dir = work.path().join("shop");
+    ok(
+        bin()
+            .arg("import")
+            .arg(&archive)
+            .args(["--registry-endpoint", &reg.addr, "--image-namespace", "ns"])
+            .arg("--dest")
+            .arg(&dir)
+            .arg("--no-store-app")
+            .output()
+            .unwrap(),
+        "import --no-store-app",
+    );
+    let inspect = |r: &str| {
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{}/{r}", reg.addr))
+            .output()
+            .unwrap()
+    };
+    assert!(
+        inspect("ns/b:v1").status.success(),
+        "the images were pushed"
+    );
+    assert!(!inspect("ns/shop-app:latest").status.success());
+    let out = download(&reg, &work.path().join("back"), &[]);
+    assert!(!out.status.success());
+}

@@ -113,42 +113,10 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
         render,
         concurrency: args.registry.concurrency as usize,
         quiet,
+        store_app: !args.no_store_app,
     };
-    let store = !args.no_store_app;
-    let (summary, stored) = super::run_until_signal(runtime()?, async {
-        // The app's repository must accept pushes too; known before any image moves.
-        let app_repo = if store {
-            let meta = crate::archive::ArchiveReader::read_metadata_only(&opts.archive)?;
-            let repo = crate::appstore::repository(
-                &opts.destination.endpoint,
-                opts.destination.namespace.as_deref(),
-                &meta.app.name,
-            );
-            client.check_push(&host, &repo).await?;
-            Some(repo)
-        } else {
-            None
-        };
-        let summary = import(client.clone(), &opts).await?;
-        let stored = match app_repo {
-            Some(_) => Some(
-                crate::appstore::store(
-                    &client,
-                    &opts.destination.endpoint,
-                    opts.destination.namespace.as_deref(),
-                    &summary.app_dir,
-                )
-                .await
-                .context(
-                    "the images and the app directory are in place, but storing the app directory \
-                     in the registry failed (run the import again, or pass --no-store-app)",
-                )?,
-            ),
-            None => None,
-        };
-        Ok((summary, stored))
-    })
-    .with_context(|| format!("import of {} failed", args.archive.display()))?;
+    let summary = super::run_until_signal(runtime()?, import(client, &opts))
+        .with_context(|| format!("import of {} failed", args.archive.display()))?;
     if !quiet {
         let r = &summary.report;
         eprintln!(
@@ -159,10 +127,10 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
             r.blobs_mounted,
             r.blobs_existed
         );
-        if let Some(refs) = &stored {
+        if !summary.stored.is_empty() {
             eprintln!(
                 "stored the app directory as {} (kots-bundle download recovers it)",
-                refs.join(" and ")
+                summary.stored.join(" and ")
             );
         }
         eprintln!(
