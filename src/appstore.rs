@@ -400,6 +400,29 @@ mod tests {
     }
 
     #[test]
+    fn a_download_fills_an_empty_directory_and_refuses_a_non_empty_one() {
+        let carried = Carried {
+            release: vec![file("state.json", "{\"app\":\"x\"}", false)],
+            operator: vec![file("overlays/downstream/kustomization.yaml", "k", false)],
+        };
+        let d = tempfile::tempdir().unwrap();
+        let empty = d.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        write_dest(&empty, &carried).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(empty.join("overlays/downstream/kustomization.yaml")).unwrap(),
+            "k"
+        );
+        assert!(
+            write_dest(&empty, &carried).is_err(),
+            "overwrote a non-empty directory"
+        );
+        // Only the two directories: nothing half-built left beside them.
+        write_dest(&d.path().join("new"), &carried).unwrap();
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[test]
     fn tags_and_repositories() {
         assert_eq!(
             version_tag(Some("1.2.3+build.5")).as_deref(),
