@@ -217,7 +217,7 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         Some(d) => d.clone(),
         None => overlay::default_dest(&std::env::current_dir()?, &meta.app.name, None)?,
     };
-    let dir = AppDir::open(&app_dir)
+    let mut dir = AppDir::open(&app_dir)
         .with_context(|| format!("opening the app directory {}", app_dir.display()))?;
     let r = reader.clone();
     let files = tokio::task::spawn_blocking(move || r.upstream_files())

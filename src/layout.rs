@@ -130,6 +130,92 @@ impl Layout {
     }
 }
 
+/// What [`Layout::prune`] removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub images: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+impl Layout {
+    /// Keeps only `keep` in `index.json`, then deletes every blob no kept image reaches
+    /// (through an index's manifests, a manifest's config and layers): after an update the
+    /// layout holds what the current version needs, no more.
+    pub fn prune(&self, keep: &[Reference]) -> Result<Pruned, CopyError> {
+        let _guard = self.index_lock.lock().expect("index lock");
+        let mut index = self.read_index()?;
+        let mut pruned = Pruned::default();
+        let Some(list) = index["manifests"].as_array_mut() else {
+            return Ok(pruned);
+        };
+        let before = list.len();
+        list.retain(|d| {
+            d["annotations"][REF_NAME_ANNOTATION]
+                .as_str()
+                .and_then(|n| Reference::parse(n).ok())
+                .is_some_and(|r| keep.contains(&r))
+        });
+        pruned.images = before - list.len();
+        let mut todo: Vec<(String, bool)> = list
+            .iter()
+            .filter_map(|d| d["digest"].as_str().map(|s| (s.to_string(), true)))
+            .collect();
+        if pruned.images > 0 {
+            write_atomic(
+                &self.root.join("index.json"),
+                &serde_json::to_vec_pretty(&index).expect("json"),
+            )?;
+        }
+
+        let mut live = std::collections::HashSet::new();
+        while let Some((digest, is_manifest)) = todo.pop() {
+            let Ok(d) = digest.parse::<Digest>() else {
+                continue;
+            };
+            if !live.insert(d.hex().to_string()) || !is_manifest {
+                continue;
+            }
+            // A manifest of a platform that was not kept is absent; nothing below it is here.
+            let Ok(data) = std::fs::read(self.blob_path(&d)) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
+                continue;
+            };
+            let digests = |key: &str| -> Vec<String> {
+                v[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x["digest"].as_str().map(str::to_string))
+                    .collect()
+            };
+            todo.extend(digests("manifests").into_iter().map(|x| (x, true)));
+            todo.extend(digests("layers").into_iter().map(|x| (x, false)));
+            if let Some(c) = v["config"]["digest"].as_str() {
+                todo.push((c.to_string(), false));
+            }
+        }
+
+        let dir = self.root.join("blobs/sha256");
+        for entry in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let entry = entry.map_err(io_at(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Temporary files of a write in progress start with a dot.
+            if name.starts_with('.') || live.contains(&name) {
+                continue;
+            }
+            let path = entry.path();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(&path).map_err(io_at(&path))?;
+            pruned.blobs += 1;
+            pruned.bytes += size;
+        }
+        Ok(pruned)
+    }
+}
+
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), CopyError> {
     crate::fsutil::write_atomic(path, data, false).map_err(io_at(path))
 }

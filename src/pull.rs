@@ -64,7 +64,7 @@ pub async fn pull(
     opts: &PullOptions,
 ) -> anyhow::Result<PullSummary> {
     // Locked before anything is fetched or pushed.
-    let dir = AppDir::open(&opts.app_dir)
+    let mut dir = AppDir::open(&opts.app_dir)
         .with_context(|| format!("opening the app directory {}", opts.app_dir.display()))?;
     // What deploys, rendered before anything moves: a missing config answer stops here.
     let rendered = render_for_install(
@@ -131,5 +131,18 @@ pub async fn pull(
     };
     dir.write(&release, &opts.write)
         .with_context(|| format!("writing the app directory {}", opts.app_dir.display()))?;
+    // Still under the app directory's lock: no other pull is adding to the layout.
+    let pruned = layout
+        .prune(images)
+        .with_context(|| format!("pruning {}", images_dir.display()))?;
+    if pruned.blobs > 0 || pruned.images > 0 {
+        tracing::info!(
+            "{}: removed {} image(s) and {} blob(s) ({}) the current version no longer needs",
+            images_dir.display(),
+            pruned.images,
+            pruned.blobs,
+            crate::progress::human_bytes(pruned.bytes)
+        );
+    }
     Ok(PullSummary { fetched, pushed })
 }

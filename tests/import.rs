@@ -206,7 +206,9 @@ fn update_keeps_operator_edits_and_pushes_only_the_new_image() {
     // The operator's edits: an extra key in midstream, their own downstream overlay.
     let mid = dir.join("overlays/midstream/kustomization.yaml");
     let mut text = std::fs::read_to_string(&mid).unwrap();
-    text.push_str("commonLabels:\n  team: payments\n");
+    text.push_str(
+        "# payments team: labels for the cost report\ncommonLabels:\n  team: payments # owner\n",
+    );
     std::fs::write(&mid, &text).unwrap();
     let down = dir.join("overlays/downstream/kustomization.yaml");
     let down_text = std::fs::read_to_string(&down).unwrap() + "# operator note\n";
@@ -241,9 +243,9 @@ fn update_keeps_operator_edits_and_pushes_only_the_new_image() {
     );
 
     let mid_after = std::fs::read_to_string(&mid).unwrap();
-    assert!(
-        mid_after.contains("commonLabels"),
-        "operator key kept:\n{mid_after}"
+    assert_eq!(
+        mid_after, text,
+        "the operator's midstream kustomization, keys and comments, as they wrote it"
     );
     assert_eq!(
         std::fs::read_to_string(&down).unwrap(),

@@ -846,6 +846,10 @@ fn export_from_a_token_source_uses_docker_config_credentials() {
         err.contains(&src.reg.addr) || err.contains("quay.io"),
         "names the registry: {err}"
     );
+    assert!(
+        err.contains("docker login"),
+        "says where a source's credentials come from: {err}"
+    );
 
     let cfg = docker_config(&[], &[HostCreds::new(&src.reg.addr, USER, PASS)]);
     let archive = work.path().join("app.airgap");

@@ -12,14 +12,9 @@ use crate::discover::sites::{self, escape_pointer, SiteValue};
 use crate::discover::SiteKind;
 use crate::upstream::ManifestFile;
 
-/// apiVersion groups that configure KOTS or troubleshoot; a cluster has no use for them
-/// (and usually no CRDs for them either).
-const NON_DEPLOYABLE_GROUPS: &[&str] =
-    &["kots.io", "troubleshoot.sh", "troubleshoot.replicated.com"];
-
 /// Names kustomize takes as its own configuration; a resource file may not use them at the
 /// base's root.
-const KUSTOMIZATION_NAMES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
+const KUSTOMIZATION_NAMES: &[&str] = crate::render::kustomize::FILE_NAMES;
 
 /// Custom resources that take `spec.imagePullSecrets` (a list of `{name}`) even when the app
 /// does not ship their CRD: the Prometheus operator's (group, kind).
@@ -292,11 +287,8 @@ fn str_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
 fn deployable(path: &str, v: &Value, kinds: &PullSecretKinds) -> Option<BaseObject> {
     let api_version = str_at(v, &["apiVersion"])?;
     let kind = str_at(v, &["kind"])?;
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    if NON_DEPLOYABLE_GROUPS
-        .iter()
-        .any(|g| group == *g || group.ends_with(&format!(".{g}")))
-        || group == "kustomize.config.k8s.io"
+    if crate::render::configures_kots(api_version)
+        || api_version.starts_with("kustomize.config.k8s.io/")
     {
         tracing::debug!(file = %path, kind, "KOTS/troubleshoot/kustomize kind; left out of base");
         return None;

@@ -354,7 +354,7 @@ impl AppDir {
     /// Writes a new release of the app and switches to it. On update, `upstream/` and
     /// `base/` are replaced, the operator's midstream kustomization and `overlays/downstream/`
     /// are kept as they are.
-    pub fn write(mut self, release: &Release, opts: &WriteOptions) -> Result<(), OverlayError> {
+    pub fn write(&mut self, release: &Release, opts: &WriteOptions) -> Result<(), OverlayError> {
         let Release {
             upstream,
             documents,

@@ -70,7 +70,7 @@ pub enum RegistryError {
     },
     /// The registry (or its token service) refused the credentials that were sent.
     #[error(
-        "registry {registry} rejected the credentials{} (HTTP {status}){}; check --registry-username/--registry-password-stdin or `docker login {registry}`",
+        "registry {registry} rejected the credentials{} (HTTP {status}){}; check `docker login {registry}` (where source registries' credentials come from) or, for the destination, --registry-username/--registry-password-stdin",
         user.as_ref().map(|u| format!(" for user {u}")).unwrap_or_default(),
         fmt_detail(code, message)
     )]
@@ -83,7 +83,7 @@ pub enum RegistryError {
     },
     /// The registry wants credentials and none were found.
     #[error(
-        "registry {registry} requires credentials (HTTP {status}){} and none were found; pass --registry-username with --registry-password-stdin, or run `docker login {registry}`",
+        "registry {registry} requires credentials (HTTP {status}){} and none were found; run `docker login {registry}` (source registries' credentials come from there) or, for the destination, pass --registry-username with --registry-password-stdin",
         fmt_detail(code, message)
     )]
     LoginRequired {

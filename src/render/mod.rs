@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod helm;
+pub mod kustomize;
 pub mod license;
 pub mod template;
 
@@ -86,6 +87,20 @@ pub enum RenderError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Helm(#[from] helm::HelmError),
+    #[error(transparent)]
+    Kustomize(#[from] kustomize::KustomizeError),
+}
+
+/// apiVersion groups that configure KOTS or troubleshoot; a cluster has no use for them
+/// (and usually no CRDs for them either).
+const KOTS_GROUPS: &[&str] = &["kots.io", "troubleshoot.sh", "troubleshoot.replicated.com"];
+
+/// Whether a document of `api_version` configures KOTS or troubleshoot rather than deploys.
+pub fn configures_kots(api_version: &str) -> bool {
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    KOTS_GROUPS
+        .iter()
+        .any(|g| group == *g || group.ends_with(&format!(".{g}")))
 }
 
 /// Renders the app's `files` (as [`crate::upstream`] loads them). Problems that leave a
@@ -142,6 +157,11 @@ pub fn render(files: &[ManifestFile], inputs: &Inputs) -> Result<Rendered, Rende
         if let Some(r) = render_file(f, &ctx, exclude)? {
             out.push(r);
         }
+    }
+    // The vendor's own kustomizations decide what deploys from their directories.
+    let vendor = kustomize::Vendor::find(&plain)?;
+    if !vendor.is_empty() {
+        out = vendor.build(&plain, out)?;
     }
 
     let mut unrendered_charts = Vec::new();

@@ -2,22 +2,18 @@
 //! 4; and running it with a private home, no repository, a timeout and capped output.
 
 use std::ffi::OsStr;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::{Chart, HelmError};
+use crate::subprocess::{run, RunError};
 
 /// A chart that takes longer than this to render is stuck (the largest real charts take
 /// seconds).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Rendered manifests larger than this are not an app's.
 pub const DEFAULT_MAX_OUTPUT: u64 = 128 * 1024 * 1024;
-/// What is kept of helm's stderr for an error message.
-const MAX_STDERR: usize = 16 * 1024;
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A helm binary known to be v3 or v4.
@@ -224,89 +220,6 @@ pub(super) fn command(path: &Path, home: &Path) -> Command {
         }
     }
     cmd
-}
-
-pub(super) struct RunOutput {
-    pub status: ExitStatus,
-    pub stdout: Vec<u8>,
-    /// The start of stderr, lossily decoded, at most [`MAX_STDERR`] bytes.
-    pub stderr: String,
-}
-
-impl RunOutput {
-    fn stdout_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-}
-
-pub(super) enum RunError {
-    Spawn(std::io::Error),
-    Timeout,
-    TooLarge,
-}
-
-/// Runs `cmd` (with piped stdout and stderr) to its end, killing it after `timeout` or once
-/// stdout passes `max_stdout` bytes.
-pub(super) fn run(
-    mut cmd: Command,
-    timeout: Duration,
-    max_stdout: u64,
-) -> Result<RunOutput, RunError> {
-    let mut child = cmd.spawn().map_err(RunError::Spawn)?;
-    let too_large = Arc::new(AtomicBool::new(false));
-    let mut stdout_pipe = child.stdout.take().expect("stdout is piped");
-    let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
-    let flag = too_large.clone();
-    let stdout = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let read = (&mut stdout_pipe)
-            .take(max_stdout + 1)
-            .read_to_end(&mut buf);
-        if buf.len() as u64 > max_stdout {
-            flag.store(true, Ordering::SeqCst);
-        }
-        read.map(|_| buf)
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        let _ = (&mut stderr_pipe)
-            .take(MAX_STDERR as u64)
-            .read_to_end(&mut kept);
-        // Drained to the end, so a chatty helm never blocks on a full pipe.
-        let _ = std::io::copy(&mut stderr_pipe, &mut std::io::sink());
-        String::from_utf8_lossy(&kept).into_owned()
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
-            Ok(None) => {}
-            Err(e) => break Err(RunError::Spawn(e)),
-        }
-        if too_large.load(Ordering::SeqCst) {
-            break Err(RunError::TooLarge);
-        }
-        if Instant::now() >= deadline {
-            break Err(RunError::Timeout);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    if status.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let stdout = stdout.join().expect("stdout reader");
-    let stderr = stderr.join().expect("stderr reader");
-    let status = status?;
-    if too_large.load(Ordering::SeqCst) {
-        return Err(RunError::TooLarge);
-    }
-    let stdout = stdout.map_err(RunError::Spawn)?;
-    Ok(RunOutput {
-        status,
-        stdout,
-        stderr,
-    })
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use serde_yaml_ng::Value;
 
-use super::binary::{command, run, RunError};
+use super::binary::command;
 use super::{ChartSource, Helm, HelmError, Release};
+use crate::subprocess::{run, RunError};
 use crate::upstream::ManifestFile;
 use crate::yaml;
 
