@@ -653,3 +653,36 @@ fn concurrent_clients_get_whole_blobs_and_memory_stays_flat() {
         peak_kib / 1024
     );
 }
+
+#[test]
+fn sigterm_stops_serve_cleanly_and_a_busy_port_is_an_error() {
+    let f = fixture(Compression::Zstd);
+    let mut serve = Serve::start(&f.archive, &[]);
+    // The same address again: refused, naming it.
+    let out = bin()
+        .arg("serve")
+        .arg(&f.archive)
+        .args(["--listen", &serve.addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&serve.addr), "{stderr}");
+    assert_eq!(http(&serve.addr, "GET", "/v2/", &[]).status, 200);
+    let pid = serve.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = serve.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{}", serve.log());
+    assert!(TcpStream::connect(&serve.addr).is_err(), "still listening");
+}
