@@ -75,12 +75,16 @@ pub struct ImportOptions {
     /// unsigned archive too when `require_signature`, else warned about.
     pub key: Option<crate::archive::PublicKey>,
     pub require_signature: bool,
+    /// Also push the app directory to the registry ([`crate::appstore`]), for `download`.
+    pub store_app: bool,
 }
 
 #[derive(Debug)]
 pub struct ImportSummary {
     pub app_dir: PathBuf,
     pub report: CopyReport,
+    /// Where the app directory was stored (empty without `store_app`).
+    pub stored: Vec<String>,
 }
 
 /// Checks, before anything moves, that every destination repository accepts pushes.
@@ -250,6 +254,11 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
     inputs.version = meta.app.version.clone();
     let rendered = render_for_install(&upstream.files, &dir, &inputs, Some(&opts.destination))?;
     preflight(&client, &rewrites, opts.concurrency).await?;
+    let d = &opts.destination;
+    if opts.store_app {
+        let repo = crate::appstore::repository(&d.endpoint, d.namespace.as_deref(), &meta.app.name);
+        client.check_push(&d.endpoint.registry, &repo).await?;
+    }
 
     let source = Arc::new(ArchiveSource::new(reader.clone()));
     let mut images = Vec::with_capacity(sources.len());
@@ -283,5 +292,19 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
     };
     dir.write(&release, &opts.write)
         .with_context(|| format!("writing the app directory {}", app_dir.display()))?;
-    Ok(ImportSummary { app_dir, report })
+    let stored = if opts.store_app {
+        crate::appstore::store(&client, &d.endpoint, d.namespace.as_deref(), &app_dir)
+            .await
+            .context(
+                "the images and the app directory are in place, but storing the app directory \
+                 in the registry failed (run the import again, or pass --no-store-app)",
+            )?
+    } else {
+        Vec::new()
+    };
+    Ok(ImportSummary {
+        app_dir,
+        report,
+        stored,
+    })
 }

@@ -7,6 +7,7 @@
 //! KOTS parts are [`upstream`] (where manifests come from), [`discover`] (which images they
 //! need) and [`overlay`] (the app directory that deploys them from the private registry).
 
+pub mod appstore;
 pub mod archive;
 pub mod attached;
 pub mod cli;
@@ -26,6 +27,7 @@ pub mod reference;
 pub mod registry;
 pub mod render;
 pub mod rewrite;
+pub mod serve;
 pub(crate) mod subprocess;
 pub mod upstream;
 pub mod warnings;

@@ -228,14 +228,14 @@ fn update_keeps_operator_edits_and_pushes_only_the_new_image() {
     let archive2 = w.work.path().join("app-v2.airgap");
     export(&w.src, app2.path(), &archive2);
 
-    let before = w.dest.count_writes();
+    let before = w.dest.count_image_writes();
     let out = import(&w.dest, &archive2, &dir, PASS, &[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let writes = w.dest.count_writes() - before;
+    let writes = w.dest.count_image_writes() - before;
     // b:v2 has its own layer, config and manifest; the shared base and everything else exist.
     assert!(
         writes > 0 && writes <= 4,

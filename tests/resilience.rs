@@ -157,9 +157,12 @@ fn past_the_retry_budget_import_stops_clearly_and_a_rerun_pushes_only_what_is_mi
         "re-run",
     );
     let seen = proxy.seen.lock().unwrap()[mark..].to_vec();
+    // Image blobs only: the app directory import stores beside them (`<app>-app`) is new.
     let uploads: Vec<_> = seen
         .iter()
-        .filter(|s| s.method == "PUT" && s.path.contains("/blobs/uploads/"))
+        .filter(|s| {
+            s.method == "PUT" && s.path.contains("/blobs/uploads/") && !s.path.contains("-app/")
+        })
         .collect();
     assert_eq!(
         uploads.len(),

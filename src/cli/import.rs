@@ -91,6 +91,10 @@ pub struct ImportArgs {
     pub require_signature: bool,
     #[command(flatten)]
     pub render: super::render::RenderArgs,
+    /// Do not store the app directory in the registry (REGISTRY/NS/<app>-app, for
+    /// `kots-bundle download`). It holds the saved config values, passwords included.
+    #[arg(long)]
+    pub no_store_app: bool,
     #[command(flatten)]
     pub login: LoginArgs,
     #[command(flatten)]
@@ -124,6 +128,7 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
         quiet,
         key,
         require_signature: args.require_signature,
+        store_app: !args.no_store_app,
     };
     let summary = super::run_until_signal(runtime()?, import(client, &opts))
         .with_context(|| format!("import of {} failed", args.archive.display()))?;
@@ -137,6 +142,12 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
             r.blobs_mounted,
             r.blobs_existed
         );
+        if !summary.stored.is_empty() {
+            eprintln!(
+                "stored the app directory as {} (kots-bundle download recovers it)",
+                summary.stored.join(" and ")
+            );
+        }
         eprintln!(
             "deploy with: kubectl apply -k {}",
             summary.app_dir.join("overlays/midstream").display()

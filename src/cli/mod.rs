@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod common;
 pub mod docs;
+pub mod download;
 pub mod export;
 pub mod images;
 pub mod import;
@@ -13,6 +14,7 @@ pub mod inspect;
 pub mod pull;
 pub mod render;
 pub mod selection;
+pub mod serve;
 pub mod template;
 pub mod upstream;
 pub mod verify;
@@ -77,6 +79,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Check every blob of an .airgap file against its digest, and the file against its metadata.
     Verify(verify::VerifyArgs),
+    /// Rebuild an app directory from the copy import stored in the private registry.
+    Download(download::DownloadArgs),
+    /// Serve an .airgap file as a read-only registry (OCI distribution API), read in place.
+    Serve(serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(docs::CompletionsArgs),
     /// Print the man page (or write one per command with --dir).
@@ -140,6 +146,8 @@ pub fn main() -> i32 {
         Command::Template(a) => template::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a, cli.quiet),
+        Command::Serve(a) => serve::run(a, cli.quiet),
+        Command::Download(a) => download::run(a, cli.quiet),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
     };

@@ -18,6 +18,7 @@
 //! once); [`AppDir::write`] builds a new release and switches to it.
 
 mod base;
+mod carry;
 mod check;
 mod kustomization;
 mod midstream;
@@ -26,6 +27,8 @@ mod release;
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+
+pub use carry::{collect, restore, Carried, CarriedFile};
 
 use crate::render::config::ConfigValues;
 use crate::rewrite::ImageRewrite;

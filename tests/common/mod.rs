@@ -61,6 +61,8 @@ pub struct RegistryConfig {
     pub client_cas: Vec<PathBuf>,
     /// `storage.maintenance.readonly.enabled`: every write is refused (405).
     pub read_only: bool,
+    /// `proxy.remoteurl`: a pull-through cache of that registry.
+    pub proxy_remote_url: Option<String>,
 }
 
 pub struct TestRegistry {
@@ -173,6 +175,20 @@ impl TestRegistry {
             .count()
     }
 
+    /// [`Self::count_writes`] to image repositories only: not those of the app directories
+    /// import stores beside them (`<app>-app`).
+    pub fn count_image_writes(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.contains("response completed")
+                    && (l.contains("http.request.method=PUT")
+                        || l.contains("http.request.method=PATCH"))
+                    && !l.contains("-app/")
+            })
+            .count()
+    }
+
     pub fn storage(&self) -> PathBuf {
         self.dir.path().join("storage")
     }
@@ -225,6 +241,9 @@ fn write_config(dir: &Path, addr: &str, cfg: &RegistryConfig) -> PathBuf {
                 y.push_str(&format!("      - {}\n", ca.display()));
             }
         }
+    }
+    if let Some(url) = &cfg.proxy_remote_url {
+        y.push_str(&format!("proxy:\n  remoteurl: {url}\n"));
     }
     if let Some(auth) = &cfg.auth_yaml {
         y.push_str("auth:\n");

@@ -1,0 +1,286 @@
+//! The app directory as a set of files to carry elsewhere and back (`import` stores it in
+//! the registry, `download` rebuilds it: [`crate::appstore`]): the current release's files
+//! and the operator's, without the links, the lock, older releases or pull's image cache;
+//! and a directory rebuilt from them with the same releases-and-links layout a write makes.
+
+use std::path::Path;
+
+use super::{io, midstream, release, OverlayError, LINKS, META_DIR};
+
+/// One file: its path relative to its part, its bytes, whether it is owner-only (0600).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarriedFile {
+    pub path: String,
+    pub data: Vec<u8>,
+    pub secret: bool,
+}
+
+/// An app directory's files, in two parts.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Carried {
+    /// The current release: `upstream/`, `base/`, `midstream/`, `state.json`,
+    /// `config-values.yaml` (the pull secret `--write-pull-secret` wrote is left out: it
+    /// holds registry credentials, and the next import with that flag writes it again).
+    pub release: Vec<CarriedFile>,
+    /// Everything else the operator has in the directory: `overlays/midstream/
+    /// kustomization.yaml`, `overlays/downstream/`, files of their own.
+    pub operator: Vec<CarriedFile>,
+}
+
+/// Top-level entries of DIR that are not the operator's: our metadata and pull's cache.
+const NOT_CARRIED: [&str; 2] = [META_DIR, "images"];
+
+fn unsafe_path(path: &str, why: impl ToString) -> OverlayError {
+    OverlayError::UnsafePath {
+        path: crate::names::escaped(path),
+        why: why.to_string(),
+    }
+}
+
+/// Whether `path` (relative to DIR) is one of the directory's fixed links or inside one.
+fn is_link_part(path: &str) -> bool {
+    LINKS
+        .iter()
+        .any(|(link, _)| path == *link || path.starts_with(&format!("{link}/")))
+}
+
+/// Reads the app directory `dir` (its current release and the operator's files).
+pub fn collect(dir: &Path) -> Result<Carried, OverlayError> {
+    let meta = dir.join(META_DIR);
+    let id = release::current(&meta).ok_or_else(|| OverlayError::NotAnAppDir {
+        dir: dir.to_path_buf(),
+    })?;
+    let release_dir = meta.join(release::RELEASES).join(id);
+    let mut carried = Carried::default();
+    for f in read_tree(&release_dir, &|_| true)? {
+        if f.path == format!("midstream/{}", midstream::PULL_SECRET_FILE) {
+            continue;
+        }
+        carried.release.push(f);
+    }
+    carried.operator = read_tree(dir, &|rel: &str| {
+        let top = rel.split('/').next().unwrap_or(rel);
+        !NOT_CARRIED.contains(&top) && !is_link_part(rel)
+    })?;
+    Ok(carried)
+}
+
+/// Regular files under `root` whose relative path `keep` accepts (directories it refuses
+/// are not entered), sorted by path. Symbolic links are not followed or carried.
+fn read_tree(root: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Vec<CarriedFile>, OverlayError> {
+    let mut out = Vec::new();
+    let walk = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.path()
+                .strip_prefix(root)
+                .ok()
+                .and_then(|p| p.to_str())
+                .is_none_or(|p| p.is_empty() || keep(p))
+        });
+    for entry in walk {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(root).to_path_buf();
+            io("reading", &path)(e.into())
+        })?;
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("under the root")
+            .to_str()
+            .ok_or_else(|| unsafe_path(&entry.path().to_string_lossy(), "not UTF-8"))?
+            .to_string();
+        if ft.is_symlink() {
+            tracing::warn!(
+                "{}: a symbolic link; not stored with the app directory",
+                entry.path().display()
+            );
+            continue;
+        }
+        crate::names::relative_path(&rel).map_err(|why| unsafe_path(&rel, why))?;
+        let data = std::fs::read(entry.path()).map_err(io("reading", entry.path()))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| io("reading", entry.path())(e.into()))?;
+        #[cfg(unix)]
+        let secret = {
+            use std::os::unix::fs::PermissionsExt as _;
+            meta.permissions().mode() & 0o077 == 0
+        };
+        #[cfg(not(unix))]
+        let secret = {
+            let _ = meta;
+            false
+        };
+        out.push(CarriedFile {
+            path: rel,
+            data,
+            secret,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes `carried` as a complete app directory at `root` (new and empty, e.g. a staging
+/// directory renamed into place afterwards): the release under `.kots-bundle/releases/`,
+/// `current` and the fixed links pointing into it, the operator's files beside them.
+/// Every path is checked again here: it comes from outside.
+pub fn restore(root: &Path, carried: &Carried) -> Result<(), OverlayError> {
+    let paths = carried.release.iter().map(|f| f.path.as_str());
+    crate::names::check_tree(paths).map_err(|(p, why)| unsafe_path(&p, why))?;
+    let paths = carried.operator.iter().map(|f| f.path.as_str());
+    crate::names::check_tree(paths).map_err(|(p, why)| unsafe_path(&p, why))?;
+    if !carried.release.iter().any(|f| f.path == super::STATE_FILE) {
+        return Err(unsafe_path(
+            super::STATE_FILE,
+            "the stored app directory has no state",
+        ));
+    }
+    let meta = root.join(META_DIR);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let id = format!(
+        "{}-{:09}-{}",
+        now.as_secs(),
+        now.subsec_nanos(),
+        std::process::id()
+    );
+    let release_dir = meta.join(release::RELEASES).join(&id);
+    for f in &carried.release {
+        crate::names::relative_path(&f.path).map_err(|why| unsafe_path(&f.path, why))?;
+        write(&release_dir.join(&f.path), f)?;
+    }
+    // Parts a release always has, even when empty, so no link dangles.
+    for part in ["upstream", "base", "midstream"] {
+        let p = release_dir.join(part);
+        std::fs::create_dir_all(&p).map_err(io("creating", &p))?;
+    }
+    for f in &carried.operator {
+        crate::names::relative_path(&f.path).map_err(|why| unsafe_path(&f.path, why))?;
+        let top = f.path.split('/').next().unwrap_or(&f.path);
+        if NOT_CARRIED.contains(&top) || is_link_part(&f.path) {
+            return Err(unsafe_path(
+                &f.path,
+                "is kots-bundle's own part of the app directory, not an operator file",
+            ));
+        }
+        write(&root.join(&f.path), f)?;
+    }
+    let current = meta.join(release::CURRENT);
+    crate::fsutil::replace_symlink(&Path::new(release::RELEASES).join(&id), &current)
+        .map_err(io("linking", &current))?;
+    for (link, target) in LINKS {
+        let path = root.join(link);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+        }
+        crate::fsutil::replace_symlink(Path::new(target), &path).map_err(io("linking", &path))?;
+    }
+    Ok(())
+}
+
+/// Writes one new file (the whole directory is renamed into place afterwards, so a file
+/// needs no atomic write of its own): owner-only from the first byte when secret, else the
+/// usual mode under the umask (not the 0600 of a temp file).
+fn write(path: &Path, f: &CarriedFile) -> Result<(), OverlayError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    if f.secret {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    use std::io::Write as _;
+    let mut file = opts.open(path).map_err(io("writing", path))?;
+    file.write_all(&f.data).map_err(io("writing", path))?;
+    file.sync_all().map_err(io("writing", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, data: &str) -> CarriedFile {
+        CarriedFile {
+            path: path.into(),
+            data: data.as_bytes().to_vec(),
+            secret: false,
+        }
+    }
+
+    fn minimal() -> Carried {
+        Carried {
+            release: vec![
+                file("state.json", "{}"),
+                file("upstream/app.yaml", "a"),
+                file(
+                    &format!("midstream/{}", midstream::PULL_SECRET_FILE),
+                    "creds",
+                ),
+            ],
+            operator: vec![
+                file("overlays/midstream/kustomization.yaml", "k"),
+                file("notes.txt", "n"),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_restored_directory_collects_back_the_same_without_the_pull_secret() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("app");
+        std::fs::create_dir(&root).unwrap();
+        restore(&root, &minimal()).unwrap();
+        // Links resolve into the release, as a write makes them.
+        assert_eq!(
+            std::fs::read_to_string(root.join("upstream/app.yaml")).unwrap(),
+            "a"
+        );
+        assert!(super::super::is_app_dir(&root));
+        // pull's cache and the lock are not the operator's.
+        std::fs::create_dir_all(root.join("images/blobs")).unwrap();
+        std::fs::write(root.join("images/blobs/x"), "big").unwrap();
+        std::fs::write(root.join(META_DIR).join(super::super::LOCK_FILE), "").unwrap();
+        let back = collect(&root).unwrap();
+        let mut expected = minimal();
+        expected.release.retain(|f| !f.path.contains("pull-secret"));
+        expected.release.sort_by(|a, b| a.path.cmp(&b.path));
+        expected.operator.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn operator_files_cannot_land_in_our_parts_and_paths_are_checked() {
+        for bad in [
+            "upstream/x.yaml",
+            ".kots-bundle/state.json",
+            "overlays/midstream/kots-bundle/kustomization.yaml",
+            "images/index.json",
+            "../escape",
+            "/abs",
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            let mut c = minimal();
+            c.operator.push(file(bad, "x"));
+            assert!(restore(d.path(), &c).is_err(), "{bad} accepted");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let mut c = minimal();
+        c.release.push(file("upstream/app.yaml/inner", "x"));
+        assert!(restore(d.path(), &c).is_err(), "file and directory at once");
+        let d = tempfile::tempdir().unwrap();
+        let mut c = minimal();
+        c.release.retain(|f| f.path != super::super::STATE_FILE);
+        assert!(restore(d.path(), &c).is_err(), "no state accepted");
+    }
+}
