@@ -164,7 +164,13 @@ pub async fn store(
         overlay::read_state(dir)?.with_context(|| format!("{} has no app state", dir.display()))?;
     let d = dir.to_path_buf();
     let layer = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
-        pack(&overlay::collect(&d)?)
+        let mut carried = overlay::collect(&d)?;
+        // The registry's copy holds no secret of the app's: see `withhold_secrets`.
+        let withheld = overlay::withhold_secrets(&mut carried)?;
+        if !withheld.is_empty() {
+            tracing::debug!(?withheld, "left out of the stored app directory");
+        }
+        pack(&carried)
     })
     .await
     .context("packing the app directory")??;
@@ -232,6 +238,9 @@ pub struct Downloaded {
     pub dest: PathBuf,
     pub version: Option<String>,
     pub files: usize,
+    /// Config items whose values the stored copy does not hold: the next import asks for
+    /// them (`--config-values`).
+    pub withheld: Vec<String>,
 }
 
 /// Fetches `app`'s stored directory (`tag`, default `latest`) and writes it at `dest`,
@@ -296,12 +305,21 @@ pub async fn download(
         .with_context(|| format!("downloading {reference}"))?;
     let dest = dest.to_path_buf();
     let written = dest.clone();
-    let (files, version) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    let (files, version, withheld) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let carried = unpack(&data).with_context(|| format!("unpacking {reference}"))?;
         let files = carried.release.len() + carried.operator.len();
         write_dest(&written, &carried)?;
         let version = overlay::read_state(&written)?.and_then(|s| s.version);
-        Ok((files, version))
+        let withheld = carried
+            .release
+            .iter()
+            .find(|f| f.path == "config-values.yaml")
+            .and_then(|f| {
+                crate::render::config::ConfigValues::parse(&String::from_utf8_lossy(&f.data)).ok()
+            })
+            .map(|v| v.withheld.into_iter().collect())
+            .unwrap_or_default();
+        Ok((files, version, withheld))
     })
     .await
     .context("writing the app directory")??;
@@ -310,6 +328,7 @@ pub async fn download(
         dest,
         version,
         files,
+        withheld,
     })
 }
 

@@ -1,7 +1,9 @@
 //! `import` stores the app directory in the private registry and `download` brings it back:
 //! an app directory deleted after import is recovered on another path, and an update
-//! imported into it keeps the operator's edits and the generated config values. The stored
-//! artifact is read with skopeo, independently of our client.
+//! imported into it keeps the operator's edits. The stored copy holds no secret: password
+//! config values and base's Secrets are left out (checked in the layer with `tar`), and the
+//! update asks for the withheld value instead of generating a new one. The stored artifact
+//! is read with skopeo, independently of our client.
 
 mod common;
 
@@ -27,7 +29,7 @@ fn app_files(dir: &Path, version: &str, b_tag: &str) {
     std::fs::write(
         dir.join("app.yaml"),
         format!(
-            "apiVersion: kots.io/v1beta1\nkind: Application\nmetadata: {{name: shop}}\nspec: {{title: Shop, version: \"{version}\"}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata:\n  password: 'repl{{{{ ConfigOption \"password\" }}}}'\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: shop}}\nspec:\n  template:\n    spec:\n      containers:\n      - {{name: m, image: quay.io/org/multi:1}}\n      - {{name: b, image: \"quay.io/org/b:{b_tag}\"}}\n"
+            "apiVersion: kots.io/v1beta1\nkind: Application\nmetadata: {{name: shop}}\nspec: {{title: Shop, version: \"{version}\"}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: settings}}\nstringData:\n  password: 'repl{{{{ ConfigOption \"password\" }}}}'\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: shop}}\nspec:\n  template:\n    spec:\n      containers:\n      - {{name: m, image: quay.io/org/multi:1}}\n      - {{name: b, image: \"quay.io/org/b:{b_tag}\"}}\n"
         ),
     )
     .unwrap();
@@ -48,14 +50,46 @@ fn export(src: &Source, app: &Path, out: &Path) {
 }
 
 fn import(reg: &TestRegistry, archive: &Path, dir: &Path) -> Output {
+    import_with(reg, archive, dir, &[])
+}
+
+fn import_with(reg: &TestRegistry, archive: &Path, dir: &Path, extra: &[&str]) -> Output {
     bin()
         .arg("import")
         .arg(archive)
         .args(["--registry-endpoint", &reg.addr, "--image-namespace", "ns"])
         .arg("--dest")
         .arg(dir)
+        .args(extra)
         .output()
         .unwrap()
+}
+
+/// Every file of the stored app directory's layer, as `tar` reads it.
+fn stored_layer_text(reg: &TestRegistry, work: &Path) -> String {
+    let out = work.join("stored-artifact");
+    ok(
+        Command::new("skopeo")
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/ns/shop-app:latest", reg.addr))
+            .arg(format!("dir:{}", out.display()))
+            .output()
+            .unwrap(),
+        "skopeo copy of the app artifact",
+    );
+    let mut text = String::new();
+    for e in std::fs::read_dir(&out).unwrap() {
+        let p = e.unwrap().path();
+        let listed = Command::new("tar").arg("-tzf").arg(&p).output().unwrap();
+        if !listed.status.success() {
+            continue; // the manifest, the config, the version file
+        }
+        let all = Command::new("tar").arg("-xzOf").arg(&p).output().unwrap();
+        text.push_str(&String::from_utf8_lossy(&all.stdout));
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+    assert!(text.contains("kind: Deployment"), "the layer was read");
+    text
 }
 
 fn download(reg: &TestRegistry, dest: &Path, extra: &[&str]) -> Output {
@@ -141,6 +175,17 @@ fn an_app_directory_removed_after_import_comes_back_and_updates_keep_its_edits()
         );
     }
 
+    // The registry's copy holds no secret of the app's.
+    let stored = stored_layer_text(&reg, work.path());
+    assert!(
+        !stored.contains(&generated),
+        "the password is in the registry's copy"
+    );
+    assert!(
+        stored.contains("kots-bundle.io/withheld: password"),
+        "{stored}"
+    );
+
     // The workstation is gone.
     std::fs::remove_dir_all(&dir).unwrap();
 
@@ -158,7 +203,13 @@ fn an_app_directory_removed_after_import_comes_back_and_updates_keep_its_edits()
     assert_eq!(std::fs::read_dir(&occupied).unwrap().count(), 1);
 
     let back = work.path().join("elsewhere/shop");
-    ok(download(&reg, &back, &[]), "download");
+    let out = download(&reg, &back, &[]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out, "download");
+    assert!(
+        said.contains("the values of password are not in it") && said.contains("--config-values"),
+        "{said}"
+    );
     assert_eq!(
         std::fs::read_to_string(back.join("overlays/midstream/kustomization.yaml")).unwrap(),
         text
@@ -168,9 +219,9 @@ fn an_app_directory_removed_after_import_comes_back_and_updates_keep_its_edits()
         down_text
     );
     assert!(back.join("overlays/midstream/notes.txt").exists());
-    // Deployable as it is, with the same generated value.
-    assert_eq!(password(&back), generated);
+    // Renders as it is, without the Secret it was not given.
     let rendered = kustomize(&back.join("overlays/downstream"));
+    assert!(!rendered.contains("kind: Secret"), "{rendered}");
     assert!(rendered.contains("team: payments"), "{rendered}");
     assert!(
         rendered.contains(&format!("{}/ns/b:v1", reg.addr)),
@@ -210,8 +261,36 @@ fn an_app_directory_removed_after_import_comes_back_and_updates_keep_its_edits()
     app_files(&v2, "2.0.0", "v2");
     let archive2 = work.path().join("shop-2.airgap");
     export(&src, &v2, &archive2);
+    // Without the withheld value the update stops, naming it, rather than generating a new
+    // password; nothing of the directory changes.
+    let before = std::fs::read_link(back.join(".kots-bundle/current")).unwrap();
+    let out = import(&reg, &archive2, &back);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("password") && said.contains("left out of the registry's copy"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_link(back.join(".kots-bundle/current")).unwrap(),
+        before
+    );
+    // The operator gives it, as the cluster has it.
+    let answers = work.path().join("answers.yaml");
+    std::fs::write(
+        &answers,
+        format!(
+            "apiVersion: kots.io/v1beta1\nkind: ConfigValues\nmetadata: {{name: shop}}\nspec:\n  values:\n    password: {{value: \"{generated}\"}}\n"
+        ),
+    )
+    .unwrap();
     ok(
-        import(&reg, &archive2, &back),
+        import_with(
+            &reg,
+            &archive2,
+            &back,
+            &["--config-values", answers.to_str().unwrap()],
+        ),
         "import v2 into the downloaded directory",
     );
 

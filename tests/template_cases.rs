@@ -449,6 +449,7 @@ fn answers(pairs: &[(&str, &str)]) -> ConfigValues {
                 )
             })
             .collect(),
+        ..Default::default()
     }
 }
 

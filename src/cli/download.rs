@@ -76,6 +76,14 @@ pub fn run(args: &DownloadArgs, quiet: bool) -> anyhow::Result<i32> {
                 .unwrap_or_default(),
             done.dest.display()
         );
+        if !done.withheld.is_empty() {
+            eprintln!(
+                "the registry's copy holds no secrets: the values of {} are not in it (and base/ \
+                 has no Secrets until the next import renders it); give them to that import \
+                 with --config-values FILE (kind: ConfigValues), as they are in the cluster",
+                done.withheld.join(", ")
+            );
+        }
         eprintln!(
             "update with: kots-bundle import NEW.airgap --dest {} --registry-endpoint {}{}",
             done.dest.display(),

@@ -92,7 +92,8 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub render: super::render::RenderArgs,
     /// Do not store the app directory in the registry (REGISTRY/NS/<app>-app, for
-    /// `kots-bundle download`). It holds the saved config values, passwords included.
+    /// `kots-bundle download`). Stored without secrets: password config values and Secrets are
+    /// left out.
     #[arg(long)]
     pub no_store_app: bool,
     #[command(flatten)]

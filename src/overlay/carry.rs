@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use super::{io, midstream, release, OverlayError, LINKS, META_DIR};
+use crate::render::config::ConfigValues;
 
 /// One file: its path relative to its part, its bytes, whether it is owner-only (0600).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,92 @@ pub struct Carried {
     /// kustomization.yaml`, `overlays/downstream/`, files of their own.
     pub operator: Vec<CarriedFile>,
 }
+
+/// What [`withhold_secrets`] left out.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Withheld {
+    /// `base/` files whose Secret objects were removed.
+    pub secret_files: Vec<String>,
+    /// Config items (type `password`) whose saved values were removed.
+    pub values: Vec<String>,
+}
+
+impl Withheld {
+    pub fn is_empty(&self) -> bool {
+        self.secret_files.is_empty() && self.values.is_empty()
+    }
+}
+
+/// Removes from `carried` what holds the app's secrets, for a copy kept outside the app
+/// directory: Secret objects of `base/` (the next import renders them again) and the saved
+/// values of `password` config items, which are marked withheld so that the next render asks
+/// for them instead of generating new ones.
+pub fn withhold_secrets(carried: &mut Carried) -> Result<Withheld, OverlayError> {
+    let mut withheld = Withheld::default();
+    let upstream: Vec<crate::upstream::ManifestFile> = carried
+        .release
+        .iter()
+        .filter_map(|f| {
+            f.path
+                .strip_prefix("upstream/")
+                .map(|p| crate::upstream::ManifestFile {
+                    path: p.to_string(),
+                    data: f.data.clone(),
+                })
+        })
+        .collect();
+    let passwords: Vec<String> = crate::render::app_config(&upstream)
+        .ok()
+        .flatten()
+        .map(|c| {
+            c.items()
+                .filter(|i| i.item_type == "password")
+                .map(|i| i.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for f in &mut carried.release {
+        if f.path == CONFIG_VALUES {
+            let text = String::from_utf8_lossy(&f.data).into_owned();
+            let mut values = ConfigValues::parse(&text).map_err(|e| OverlayError::Midstream {
+                path: CONFIG_VALUES.into(),
+                why: e.to_string(),
+            })?;
+            for name in &passwords {
+                if values.values.remove(name).is_some() {
+                    values.withheld.insert(name.clone());
+                    withheld.values.push(name.clone());
+                }
+            }
+            f.data = values.to_yaml().into_bytes();
+        } else if let Some(rel) = f.path.strip_prefix("base/") {
+            let Some(format) = crate::yaml::Format::of(rel) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&f.data).into_owned();
+            let docs = crate::yaml::documents(&text, format);
+            let is_secret = |d: &crate::yaml::Document| {
+                d.parsed.as_ref().is_ok_and(|v| {
+                    v.get("kind").and_then(serde_yaml_ng::Value::as_str) == Some("Secret")
+                })
+            };
+            if !docs.iter().any(is_secret) {
+                continue;
+            }
+            let kept: Vec<&str> = docs
+                .iter()
+                .filter(|d| !is_secret(d))
+                .map(|d| d.raw)
+                .collect();
+            f.data = kept.join("\n---\n").into_bytes();
+            withheld.secret_files.push(f.path.clone());
+        }
+    }
+    Ok(withheld)
+}
+
+/// Where the saved config values sit in a carried release.
+const CONFIG_VALUES: &str = "config-values.yaml";
 
 /// Top-level entries of DIR that are not the operator's: our metadata and pull's cache.
 const NOT_CARRIED: [&str; 2] = [META_DIR, "images"];

@@ -28,7 +28,7 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-pub use carry::{collect, restore, Carried, CarriedFile};
+pub use carry::{collect, restore, withhold_secrets, Carried, CarriedFile, Withheld};
 
 use crate::render::config::ConfigValues;
 use crate::rewrite::ImageRewrite;

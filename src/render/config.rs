@@ -122,7 +122,14 @@ impl ConfigValue {
 pub struct ConfigValues {
     pub name: String,
     pub values: BTreeMap<String, ConfigValue>,
+    /// Items whose values were left out of a copy kept outside the app directory (the
+    /// registry's, [`crate::appstore`]): they must be answered again, never regenerated.
+    /// Kept in the annotation [`WITHHELD_ANNOTATION`].
+    pub withheld: BTreeSet<String>,
 }
+
+/// Lists, comma-separated, the items of a ConfigValues whose values were withheld.
+pub const WITHHELD_ANNOTATION: &str = "kots-bundle.io/withheld";
 
 /// Why config could not be read or resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -279,6 +286,19 @@ impl ConfigValues {
             return Err(bad("not a kind: ConfigValues document".into()));
         }
         let name = scalar_text(doc.get("metadata").and_then(|m| m.get("name")));
+        let withheld = doc
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(WITHHELD_ANNOTATION))
+            .and_then(Yaml::as_str)
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut values = BTreeMap::new();
         if let Some(Yaml::Mapping(m)) = doc.get("spec").and_then(|s| s.get("values")) {
             for (k, v) in m {
@@ -298,7 +318,11 @@ impl ConfigValues {
                 );
             }
         }
-        Ok(ConfigValues { name, values })
+        Ok(ConfigValues {
+            name,
+            values,
+            withheld,
+        })
     }
 
     /// Parses the first `kind: ConfigValues` document of a YAML stream.
@@ -324,8 +348,14 @@ impl ConfigValues {
         struct Doc<'a> {
             api_version: &'a str,
             kind: &'a str,
-            metadata: BTreeMap<&'a str, &'a str>,
+            metadata: Metadata<'a>,
             spec: Spec<'a>,
+        }
+        #[derive(Serialize)]
+        struct Metadata<'a> {
+            name: &'a str,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            annotations: BTreeMap<&'a str, String>,
         }
         #[derive(Serialize)]
         struct Spec<'a> {
@@ -339,7 +369,15 @@ impl ConfigValues {
         let doc = Doc {
             api_version: "kots.io/v1beta1",
             kind: "ConfigValues",
-            metadata: BTreeMap::from([("name", name)]),
+            metadata: Metadata {
+                name,
+                annotations: if self.withheld.is_empty() {
+                    BTreeMap::new()
+                } else {
+                    let list: Vec<&str> = self.withheld.iter().map(String::as_str).collect();
+                    BTreeMap::from([(WITHHELD_ANNOTATION, list.join(","))])
+                },
+            },
             spec: Spec {
                 values: &self.values,
             },
@@ -355,6 +393,9 @@ impl ConfigValues {
             out.name = newer.name.clone();
         }
         for (k, v) in &newer.values {
+            if v.answer().is_some() {
+                out.withheld.remove(k);
+            }
             out.values.insert(k.clone(), v.clone());
         }
         out
@@ -501,7 +542,10 @@ pub fn resolve_allowing_missing(
                 )
             };
             let (mut default, generated) = render_field("default", &item.default)?;
-            if generated {
+            if stored.withheld.contains(&item.name) {
+                // Its value was left out of a copy; a new one would replace the one in use.
+                default.clear();
+            } else if generated {
                 match saved.values.get(&item.name).and_then(|v| v.default.clone()) {
                     Some(kept) => default = kept,
                     None => {
@@ -564,6 +608,17 @@ pub fn resolve_allowing_missing(
             if v.value.is_empty() && v.default.is_empty() {
                 missing.push((item.name.clone(), item.title.clone()));
             }
+        }
+    }
+    for name in &stored.withheld {
+        let empty = values
+            .get(name)
+            .is_none_or(|v| v.value.is_empty() && v.default.is_empty());
+        if empty && !missing.iter().any(|(n, _)| n == name) {
+            missing.push((
+                name.clone(),
+                format!("{name}, left out of the registry's copy of the app directory"),
+            ));
         }
     }
     if to_save.name.is_empty() {

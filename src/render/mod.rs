@@ -239,6 +239,11 @@ fn render_charts(
     Ok(out)
 }
 
+/// The app's `kind: Config` among `files` (the app's files as shipped), if it has one.
+pub fn app_config(files: &[ManifestFile]) -> Result<Option<Config>, RenderError> {
+    find_config(&files.iter().collect::<Vec<_>>())
+}
+
 /// The app's `kind: Config` (the first one; KOTS reads one).
 fn find_config(files: &[&ManifestFile]) -> Result<Option<Config>, RenderError> {
     let mut found: Option<(String, Config)> = None;
