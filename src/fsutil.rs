@@ -12,10 +12,13 @@ pub fn write_atomic(path: &Path, data: &[u8], secret: bool) -> std::io::Result<(
     };
     let mut builder = tempfile::Builder::new();
     builder.prefix(".tmp-");
+    // A temp file is 0600 by default; an ordinary file gets what the umask gives (as
+    // `fs::write` would), a secret one stays owner-only from the first byte.
     #[cfg(unix)]
-    if secret {
+    {
         use std::os::unix::fs::PermissionsExt as _;
-        builder.permissions(std::fs::Permissions::from_mode(0o600));
+        let mode = if secret { 0o600 } else { 0o666 };
+        builder.permissions(std::fs::Permissions::from_mode(mode));
     }
     #[cfg(not(unix))]
     let _ = secret;
@@ -56,6 +59,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
         write_atomic(&p, b"one", false).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let other = tempfile::tempdir().unwrap();
+            let plain = other.path().join("plain");
+            std::fs::write(&plain, b"x").unwrap();
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&p), mode(&plain), "an ordinary file: the umask's mode");
+        }
         write_atomic(&p, b"two", true).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         #[cfg(unix)]
