@@ -134,6 +134,29 @@ pub trait ImageSource: Send + Sync {
     /// A blob of `image` as a stream that fetches lazily, verified against the descriptor as
     /// it streams. Called again for each retry of an upload.
     fn blob(&self, image: &Reference, desc: &Descriptor) -> BlobStream;
+    /// Bytes `offset..offset + len` of a blob, fetched lazily and not verified, for
+    /// destinations that fetch one blob over several connections; `None` when this source
+    /// cannot serve parts. See [`BlobOpener::part`].
+    fn blob_part(
+        &self,
+        _image: &Reference,
+        _desc: &Descriptor,
+        _offset: u64,
+        _len: u64,
+    ) -> Option<BlobStream> {
+        None
+    }
+}
+
+/// How a destination reads the blob it is given: whole, or in parts.
+pub trait BlobOpener: Send + Sync {
+    /// The whole blob, verified against its descriptor as it streams; called again for each
+    /// retry.
+    fn open(&self) -> BlobStream;
+    /// Bytes `offset..offset + len`, unverified (the caller hashes the parts together, in
+    /// order), or `None` when the source cannot serve parts. A source that ignores ranges
+    /// answers the part at 0 with the whole blob: more than `len` bytes.
+    fn part(&self, offset: u64, len: u64) -> Option<BlobStream>;
 }
 
 /// Where images go.
@@ -156,7 +179,7 @@ pub trait ImageDestination: Send + Sync {
         &self,
         target: &Reference,
         desc: &Descriptor,
-        open: &(dyn Fn() -> BlobStream + Send + Sync),
+        blob: &dyn BlobOpener,
     ) -> Result<(), CopyError>;
     /// Whether `reference` (tag or digest) of `target` already resolves to `digest`.
     async fn has_manifest(
@@ -566,18 +589,57 @@ async fn upload(
     observer: &Arc<dyn CopyObserver>,
     bytes: &Arc<AtomicU64>,
 ) -> Result<(), CopyError> {
-    // Counting happens per attempt; a retried upload counts again, which is what moved.
-    let open = || -> BlobStream {
-        let observer = observer.clone();
-        let bytes = bytes.clone();
+    let fetch = Fetch {
+        source,
+        image: &job.image.source,
+        desc,
+        observer: observer.clone(),
+        bytes: bytes.clone(),
+        high: Arc::new(AtomicU64::new(0)),
+    };
+    dest.put_blob(&job.target, desc, &fetch).await
+}
+
+/// One blob's bytes from the source, counted as they pass.
+struct Fetch<'a> {
+    source: &'a dyn ImageSource,
+    image: &'a Reference,
+    desc: &'a Descriptor,
+    observer: Arc<dyn CopyObserver>,
+    bytes: Arc<AtomicU64>,
+    /// How far any attempt at the whole blob got: a retried upload counts only bytes past
+    /// it, so progress never passes its total.
+    high: Arc<AtomicU64>,
+}
+
+impl BlobOpener for Fetch<'_> {
+    fn open(&self) -> BlobStream {
+        let (observer, bytes, high) =
+            (self.observer.clone(), self.bytes.clone(), self.high.clone());
+        let mut pos = 0u64;
         Box::pin(
-            source
-                .blob(&job.image.source, desc)
+            self.source
+                .blob(self.image, self.desc)
                 .inspect_ok(move |chunk| {
-                    bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    observer.bytes(chunk.len() as u64);
+                    let start = pos;
+                    pos += chunk.len() as u64;
+                    let before = high.fetch_max(pos, Ordering::Relaxed);
+                    let new = pos.saturating_sub(before.max(start));
+                    if new > 0 {
+                        bytes.fetch_add(new, Ordering::Relaxed);
+                        observer.bytes(new);
+                    }
                 }),
         )
-    };
-    dest.put_blob(&job.target, desc, &open).await
+    }
+
+    fn part(&self, offset: u64, len: u64) -> Option<BlobStream> {
+        let stream = self.source.blob_part(self.image, self.desc, offset, len)?;
+        let (observer, bytes) = (self.observer.clone(), self.bytes.clone());
+        Some(Box::pin(stream.inspect_ok(move |chunk| {
+            let n = chunk.len() as u64;
+            bytes.fetch_add(n, Ordering::Relaxed);
+            observer.bytes(n);
+        })))
+    }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::{BlobStream, Client};
-use crate::copy::{CopyError, Descriptor, ImageDestination, ImageSource, Manifest};
+use crate::copy::{BlobOpener, CopyError, Descriptor, ImageDestination, ImageSource, Manifest};
 use crate::digest::Digest;
 use crate::reference::Reference;
 
@@ -48,6 +48,25 @@ impl ImageSource for RegistrySource {
                 .map_err(std::io::Error::other)
         };
         Box::pin(futures_util::stream::once(fetch).try_flatten())
+    }
+
+    fn blob_part(
+        &self,
+        image: &Reference,
+        desc: &Descriptor,
+        offset: u64,
+        len: u64,
+    ) -> Option<BlobStream> {
+        let client = self.client.clone();
+        let (registry, repository) = (image.registry().to_string(), image.repository().to_string());
+        let (digest, size) = (desc.digest.clone(), desc.size);
+        let fetch = async move {
+            client
+                .get_blob_part(&registry, &repository, &digest, size, offset, len)
+                .await
+                .map_err(std::io::Error::other)
+        };
+        Some(Box::pin(futures_util::stream::once(fetch).try_flatten()))
     }
 }
 
@@ -144,7 +163,7 @@ impl ImageDestination for RegistryDest {
         &self,
         target: &Reference,
         desc: &Descriptor,
-        open: &(dyn Fn() -> BlobStream + Send + Sync),
+        blob: &dyn BlobOpener,
     ) -> Result<(), CopyError> {
         Ok(self
             .client
@@ -153,7 +172,7 @@ impl ImageDestination for RegistryDest {
                 target.repository(),
                 &desc.digest,
                 desc.size,
-                open,
+                &|| blob.open(),
             )
             .await?)
     }
