@@ -1218,6 +1218,52 @@ impl Client {
         digest: &Digest,
         from_repository: &str,
     ) -> Result<bool, RegistryError> {
+        match self
+            .try_mount(registry, repository, digest, from_repository)
+            .await?
+        {
+            Mount::Mounted => Ok(true),
+            Mount::Refused(session) => {
+                if let Some(url) = session {
+                    let ep = self.endpoint(registry).await?;
+                    self.cancel_upload(&ep, repository, url).await;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Mounts a blob from `from_repository`, or when the registry will not (202), uploads it
+    /// through the session that answer opened: no HEAD first and no second POST.
+    pub async fn mount_or_put_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        from_repository: &str,
+        open: &(dyn Fn() -> BlobStream + Send + Sync),
+    ) -> Result<bool, RegistryError> {
+        match self
+            .try_mount(registry, repository, digest, from_repository)
+            .await?
+        {
+            Mount::Mounted => Ok(true),
+            Mount::Refused(session) => {
+                self.put_blob_in(registry, repository, digest, size, open, session)
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn try_mount(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        from_repository: &str,
+    ) -> Result<Mount, RegistryError> {
         let ep = self.endpoint(registry).await?;
         let mut call = self.call(
             &ep,
@@ -1234,13 +1280,8 @@ impl Client {
         call.scopes.push(auth::repo_scope(from_repository, false));
         let resp = self.send(&call, &empty_body).await?;
         match resp.status() {
-            StatusCode::CREATED => Ok(true),
-            StatusCode::ACCEPTED => {
-                if let Ok(loc) = location(&call, &resp) {
-                    self.cancel_upload(&ep, repository, loc).await;
-                }
-                Ok(false)
-            }
+            StatusCode::CREATED => Ok(Mount::Mounted),
+            StatusCode::ACCEPTED => Ok(Mount::Refused(location(&call, &resp).ok())),
             _ => Err(self.fail(&call, resp).await),
         }
     }
@@ -1273,6 +1314,22 @@ impl Client {
         size: u64,
         open: &(dyn Fn() -> BlobStream + Send + Sync),
     ) -> Result<(), RegistryError> {
+        self.put_blob_in(registry, repository, digest, size, open, None)
+            .await
+    }
+
+    /// [`Client::put_blob`], the first attempt through `session` (an upload a refused
+    /// mount opened) when given.
+    async fn put_blob_in(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        open: &(dyn Fn() -> BlobStream + Send + Sync),
+        session: Option<Url>,
+    ) -> Result<(), RegistryError> {
+        let session = std::sync::Mutex::new(session);
         let ep = self.endpoint(registry).await?;
         let post = self.call(
             &ep,
@@ -1285,19 +1342,25 @@ impl Client {
         let label = format!("upload of {digest} to {}", post.label());
         self.retrier()
             .run(registry, &label, || async {
-                let resp = match self
-                    .step(&post, self.send_once(&post, &empty_body).await)
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(a) => return a,
-                };
-                if resp.status() != StatusCode::ACCEPTED {
-                    return Attempt::Done(Err(self.fail(&post, resp).await));
-                }
-                let mut url = match location(&post, &resp) {
-                    Ok(u) => u,
-                    Err(e) => return Attempt::Done(Err(e)),
+                let given = session.lock().expect("session lock").take();
+                let mut url = match given {
+                    Some(url) => url,
+                    None => {
+                        let resp = match self
+                            .step(&post, self.send_once(&post, &empty_body).await)
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(a) => return a,
+                        };
+                        if resp.status() != StatusCode::ACCEPTED {
+                            return Attempt::Done(Err(self.fail(&post, resp).await));
+                        }
+                        match location(&post, &resp) {
+                            Ok(u) => u,
+                            Err(e) => return Attempt::Done(Err(e)),
+                        }
+                    }
                 };
                 url.query_pairs_mut().append_pair("digest", digest.as_str());
                 let put = Call {
@@ -1404,6 +1467,13 @@ impl Client {
             _ => Err(self.fail(&call, resp).await),
         }
     }
+}
+
+/// What a mount request got: the blob linked, or an upload session instead (when the
+/// registry said where).
+enum Mount {
+    Mounted,
+    Refused(Option<Url>),
 }
 
 fn accept_manifests(rb: RequestBuilder, _: &Arc<Meter>) -> RequestBuilder {

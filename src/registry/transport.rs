@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::{BlobStream, Client};
-use crate::copy::{BlobOpener, CopyError, Descriptor, ImageDestination, ImageSource, Manifest};
+use crate::copy::{
+    BlobOpener, BlobOutcome, CopyError, Descriptor, ImageDestination, ImageSource, Manifest,
+};
 use crate::digest::Digest;
 use crate::reference::Reference;
 
@@ -144,19 +146,51 @@ impl ImageDestination for RegistryDest {
         target: &Reference,
         desc: &Descriptor,
         from: &Reference,
-    ) -> Result<bool, CopyError> {
+        blob: &dyn BlobOpener,
+    ) -> Result<BlobOutcome, CopyError> {
         if from.registry() != target.registry() || from.repository() == target.repository() {
-            return Ok(false);
+            if self.has_blob(target, desc).await? {
+                return Ok(BlobOutcome::Existed);
+            }
+            self.put_blob(target, desc, blob).await?;
+            return Ok(BlobOutcome::Copied);
         }
-        Ok(self
+        let mounted = self
             .client
-            .mount_blob(
+            .mount_or_put_blob(
                 target.registry(),
                 target.repository(),
                 &desc.digest,
+                desc.size,
                 from.repository(),
+                &|| blob.open(),
             )
-            .await?)
+            .await?;
+        Ok(if mounted {
+            BlobOutcome::Mounted
+        } else {
+            BlobOutcome::Copied
+        })
+    }
+
+    /// Every repository that will receive pushes accepts them (ECR's must exist first):
+    /// checked once each, before the first byte moves, and only for images not there yet.
+    async fn prepare(&self, targets: &[&Reference]) -> Result<(), CopyError> {
+        let mut repos: Vec<(String, String)> = targets
+            .iter()
+            .map(|t| (t.registry().to_string(), t.repository().to_string()))
+            .collect();
+        repos.sort();
+        repos.dedup();
+        let client = &self.client;
+        futures_util::stream::iter(repos)
+            .map(|(registry, repository)| async move {
+                client.check_push(&registry, &repository).await
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 
     async fn put_blob(
