@@ -110,6 +110,8 @@ pub struct ResolvedImage {
     pub blobs: Vec<Descriptor>,
     /// `os/arch[/variant]` of each platform.
     pub platforms: Vec<String>,
+    /// Configs read (and verified) while resolving, so the copy does not fetch them again.
+    pub fetched: BTreeMap<Digest, Bytes>,
 }
 
 impl ResolvedImage {
@@ -234,6 +236,7 @@ pub async fn resolve(
     let mut blobs = Vec::new();
     let mut found_platforms = Vec::new();
     let mut seen = HashSet::new();
+    let mut fetched = BTreeMap::new();
     if is_index(&top.media_type) {
         let index: oci_spec::image::ImageIndex = serde_json::from_slice(&top.bytes)
             .map_err(|e| image_err(image, format!("unreadable index: {e}")))?;
@@ -305,8 +308,9 @@ pub async fn resolve(
         }
     } else if is_image_manifest(&top.media_type) {
         let config = collect_blobs(image, &top, &mut blobs, &mut seen)?;
-        if let Some(p) = config_platform(source, image, &config).await {
+        if let Some((p, bytes)) = config_platform(source, image, &config).await {
             found_platforms.push(p);
+            fetched.insert(config.digest, bytes);
         }
     } else {
         return Err(image_err(
@@ -320,6 +324,7 @@ pub async fn resolve(
         children,
         blobs,
         platforms: found_platforms,
+        fetched,
     })
 }
 
@@ -384,24 +389,26 @@ fn platform_string(os: String, arch: String, variant: Option<String>) -> String 
     }
 }
 
-/// `os/arch` from an image config; `None` when it cannot be read (it is informative only).
+/// `os/arch` from an image config, and the config's bytes; `None` when it cannot be read
+/// (it is informative only).
 async fn config_platform(
     source: &dyn ImageSource,
     image: &Reference,
     config: &Descriptor,
-) -> Option<String> {
+) -> Option<(String, Bytes)> {
     if config.size > MAX_CONFIG {
         return None;
     }
     let data: Vec<Bytes> = source.blob(image, config).try_collect().await.ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&data.concat()).ok()?;
+    let data = Bytes::from(data.concat());
+    let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
     let os = v.get("os")?.as_str()?.to_string();
     let arch = v.get("architecture")?.as_str()?.to_string();
     let variant = v
         .get("variant")
         .and_then(|x| x.as_str())
         .map(str::to_string);
-    Some(platform_string(os, arch, variant))
+    Some((platform_string(os, arch, variant), data))
 }
 
 /// One image to copy and where it goes.
@@ -669,6 +676,8 @@ struct Fetch<'a> {
     source: &'a dyn ImageSource,
     image: &'a Reference,
     desc: &'a Descriptor,
+    /// The blob's bytes when resolving read them already.
+    fetched: Option<Bytes>,
     observer: Arc<dyn CopyObserver>,
     bytes: Arc<AtomicU64>,
     /// How far any attempt at the whole blob got: a retried upload counts only bytes past
@@ -692,6 +701,7 @@ impl<'a> Fetch<'a> {
             source,
             image: &job.image.source,
             desc,
+            fetched: job.image.fetched.get(&desc.digest).cloned(),
             observer: observer.clone(),
             bytes: bytes.clone(),
             high: Arc::new(AtomicU64::new(0)),
@@ -712,23 +722,26 @@ impl BlobOpener for Fetch<'_> {
         let (observer, bytes, high) =
             (self.observer.clone(), self.bytes.clone(), self.high.clone());
         let mut pos = 0u64;
-        Box::pin(
-            self.source
-                .blob(self.image, self.desc)
-                .inspect_ok(move |chunk| {
-                    let start = pos;
-                    pos += chunk.len() as u64;
-                    let before = high.fetch_max(pos, Ordering::Relaxed);
-                    let new = pos.saturating_sub(before.max(start));
-                    if new > 0 {
-                        bytes.fetch_add(new, Ordering::Relaxed);
-                        observer.bytes(new);
-                    }
-                }),
-        )
+        let stream: BlobStream = match &self.fetched {
+            Some(bytes) => Box::pin(stream::iter([Ok(bytes.clone())])),
+            None => self.source.blob(self.image, self.desc),
+        };
+        Box::pin(stream.inspect_ok(move |chunk| {
+            let start = pos;
+            pos += chunk.len() as u64;
+            let before = high.fetch_max(pos, Ordering::Relaxed);
+            let new = pos.saturating_sub(before.max(start));
+            if new > 0 {
+                bytes.fetch_add(new, Ordering::Relaxed);
+                observer.bytes(new);
+            }
+        }))
     }
 
     fn part(&self, offset: u64, len: u64) -> Option<BlobStream> {
+        if self.fetched.is_some() {
+            return None; // in memory already: read whole
+        }
         let stream = self.source.blob_part(self.image, self.desc, offset, len)?;
         self.planned();
         let (observer, bytes) = (self.observer.clone(), self.bytes.clone());

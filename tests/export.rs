@@ -319,10 +319,18 @@ fn export_warns_about_names_that_would_collide_at_import() {
 }
 
 /// Exports one image with a 12 MiB layer through a proxy (`rule` decides its faults) at
-/// `--concurrency 8`; returns the proxy's log, the layer's digest and the verified archive.
+/// `--concurrency 8`; returns the proxy's log, the layer's digest, every blob's digest and
+/// the verified archive.
+type Exported = (
+    Vec<common::faulty::Seen>,
+    String,
+    Vec<String>,
+    tempfile::TempDir,
+);
+
 fn export_through_proxy(
     rule: impl Fn(&str, &str, usize) -> Option<common::faulty::Fault> + Send + Sync + 'static,
-) -> (Vec<common::faulty::Seen>, String, tempfile::TempDir) {
+) -> Exported {
     let mut spec = ImageSpec::new("big:v1", 77);
     spec.layer_size = 12 * 1024 * 1024;
     spec.uncompressed = true;
@@ -371,14 +379,14 @@ fn export_through_proxy(
         .unwrap()
         .clone();
     let seen = proxy.seen.lock().unwrap().clone();
-    (seen, layer, work)
+    (seen, layer, img.blobs.clone(), work)
 }
 
 /// A large blob is fetched over several connections in ranged parts, and the archive is
 /// still written in order and verifies.
 #[test]
 fn export_fetches_a_large_blob_in_ranged_parts() {
-    let (seen, layer, _work) = export_through_proxy(|_, _, _| None);
+    let (seen, layer, blobs, _work) = export_through_proxy(|_, _, _| None);
     let parts: Vec<&str> = seen
         .iter()
         .filter(|s| s.method == "GET" && s.path.ends_with(&layer))
@@ -388,13 +396,21 @@ fn export_fetches_a_large_blob_in_ranged_parts() {
     // four ranges.
     assert_eq!(parts.len(), 4, "{parts:?}");
     assert!(parts.contains(&"bytes=0-4194303"), "{parts:?}");
+    // Everything else is fetched once: the config read while resolving is not read again.
+    for d in blobs.iter().filter(|d| **d != layer) {
+        let gets = seen
+            .iter()
+            .filter(|s| s.method == "GET" && s.path.ends_with(&format!("/blobs/{d}")))
+            .count();
+        assert!(gets <= 1, "{d} fetched {gets} times");
+    }
 }
 
 /// A registry that ignores Range answers the first part with the whole blob: it is taken
 /// whole, and later blobs are not asked for in parts any more.
 #[test]
 fn export_takes_the_whole_blob_from_a_registry_that_ignores_range() {
-    let (seen, layer, _work) = export_through_proxy(|method, path, _| {
+    let (seen, layer, _, _work) = export_through_proxy(|method, path, _| {
         (method == "GET" && path.contains("/blobs/")).then_some(common::faulty::Fault::NoRange)
     });
     let layer_gets = seen
