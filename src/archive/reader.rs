@@ -108,6 +108,9 @@ impl<R: BufRead> BufRead for Counted<R> {
     }
 }
 
+/// What a stretch of the tar walk found (entry names) and where it ended.
+type Walked = Result<(HashSet<String>, u64), ArchiveError>;
+
 /// What one step of the tar walk found.
 enum Step {
     Entry(String),
@@ -499,16 +502,125 @@ impl ArchiveReader {
     /// entry must be where the index says (offset and length, so what a seek by the index
     /// reads is what the walk reads), every blob and upstream file must match its digest.
     /// Then checks the layout and the metadata against what was found. Calls `progress`
-    /// with the bytes of blob content read so far.
-    pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifySummary, ArchiveError> {
-        let file = File::open(&self.path).map_err(self.io_err())?;
+    /// with the bytes of blob content read so far. Uses every core: see [`Self::verify_with`].
+    pub fn verify(&self, progress: impl Fn(u64) + Sync) -> Result<VerifySummary, ArchiveError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.verify_with(threads, progress)
+    }
+
+    /// [`Self::verify`] on `threads` threads. The walk is cut at entries the index names
+    /// into stretches that are walked at once, each from its first entry's offset (every
+    /// entry is its own zstd frame, so each decodes on its own) to the next stretch's
+    /// start, where it must land exactly. Together the stretches are the one front-to-back
+    /// walk. When a stretch fails, the walk is done again in order from that stretch's
+    /// start (everything before it passed), so the error is the one a single walk finds.
+    pub fn verify_with(
+        &self,
+        threads: usize,
+        progress: impl Fn(u64) + Sync,
+    ) -> Result<VerifySummary, ArchiveError> {
+        let cuts = self.stretches(threads.max(1));
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let report = |n: u64| {
+            let total = read.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            progress(total);
+        };
+        let results: Vec<std::sync::Mutex<Option<Walked>>> =
+            cuts.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        // The first stretch that failed: later ones are not started.
+        let failed = std::sync::atomic::AtomicUsize::new(usize::MAX);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.max(1).min(cuts.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= cuts.len() || i > failed.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    let stop = cuts.get(i + 1).copied();
+                    let walked = self.walk_stretch(cuts[i], stop, HashSet::new(), i == 0, &report);
+                    let ok = matches!(&walked, Ok((_, pos)) if stop.is_none_or(|s| *pos == s));
+                    if !ok {
+                        failed.fetch_min(i, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    *results[i].lock().expect("verify lock") = Some(walked);
+                });
+            }
+        });
+        let failed = failed.into_inner();
+        let mut seen: HashSet<String> = HashSet::new();
+        for r in results.into_iter().take(failed.min(cuts.len())) {
+            let (names, _) = r
+                .into_inner()
+                .expect("verify lock")
+                .expect("every stretch before a failure was walked")?;
+            seen.extend(names);
+        }
+        if failed != usize::MAX {
+            // Again, in order, from the stretch that failed to the end.
+            let (names, _) = self.walk_stretch(cuts[failed], None, seen, failed == 0, &report)?;
+            seen = names;
+        }
+        // Every tar entry was matched to the index above; now the other way round.
+        if let Some(name) = self.index.entries.keys().find(|n| !seen.contains(*n)) {
+            return Err(
+                self.bad_index(format!("entry {name:?} is in the index but not in the tar"))
+            );
+        }
+        self.check_layout()
+    }
+
+    /// Where the stretches of a parallel walk start: 0, then entry offsets about evenly
+    /// apart (a few stretches per thread, so one slow stretch does not hold the rest), none
+    /// shorter than 16 MiB.
+    fn stretches(&self, threads: usize) -> Vec<u64> {
+        const MIN_STRETCH: u64 = 16 << 20;
+        let mut offsets: Vec<u64> = self.index.entries.values().map(|e| e.offset).collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        let want = (self.body_end / (threads as u64 * 4)).max(MIN_STRETCH);
+        let mut cuts = vec![0];
+        if threads == 1 {
+            return cuts;
+        }
+        for o in offsets {
+            // The last stretch ends at the end of the tar, so keep it long enough too.
+            if o >= cuts[cuts.len() - 1] + want && o + MIN_STRETCH <= self.body_end {
+                cuts.push(o);
+            }
+        }
+        cuts
+    }
+
+    /// Walks from `start` (an entry's offset, or 0) to `stop` (the next stretch's start),
+    /// or with no `stop` to the end of the tar and the checks that follow it. Returns the
+    /// names found (added to `seen`) and where the walk ended.
+    fn walk_stretch(
+        &self,
+        start: u64,
+        stop: Option<u64>,
+        mut seen: HashSet<String>,
+        first: bool,
+        report: &(dyn Fn(u64) + Sync),
+    ) -> Walked {
+        let mut file = File::open(&self.path).map_err(self.io_err())?;
+        file.seek(SeekFrom::Start(start)).map_err(self.io_err())?;
         let mut src = Counted {
             inner: BufReader::with_capacity(READ_BUFFER, file),
-            pos: 0,
+            pos: start,
         };
-        let mut seen: HashSet<String> = HashSet::new();
         let mut blob_bytes = 0u64;
+        let mut reported = 0u64;
+        let mut progress = |n: u64| {
+            report(n - reported);
+            reported = n;
+        };
+        // Only the walk from the start checks that the first file is the metadata.
+        let mut first = first;
         loop {
+            if stop.is_some_and(|s| src.pos >= s) {
+                return Ok((seen, src.pos));
+            }
             let start = src.pos;
             let step = match self.compression {
                 Compression::Zstd => {
@@ -520,8 +632,14 @@ impl ArchiveReader {
                     let mut frame = zstd::stream::read::Decoder::with_buffer(&mut src)
                         .map_err(self.io_err())?
                         .single_frame();
-                    let step =
-                        self.verify_step(&mut frame, start, &seen, &mut blob_bytes, &mut progress)?;
+                    let step = self.verify_step(
+                        &mut frame,
+                        start,
+                        &seen,
+                        first,
+                        &mut blob_bytes,
+                        &mut progress,
+                    )?;
                     if let Step::Entry(name) = &step {
                         let mut probe = [0u8; 1];
                         match frame.read(&mut probe) {
@@ -532,9 +650,14 @@ impl ArchiveReader {
                     }
                     step
                 }
-                Compression::None => {
-                    self.verify_step(&mut src, start, &seen, &mut blob_bytes, &mut progress)?
-                }
+                Compression::None => self.verify_step(
+                    &mut src,
+                    start,
+                    &seen,
+                    first,
+                    &mut blob_bytes,
+                    &mut progress,
+                )?,
             };
             match step {
                 Step::Entry(name) => {
@@ -550,21 +673,18 @@ impl ArchiveReader {
                         ));
                     }
                     seen.insert(name);
+                    first = false;
                 }
                 Step::Directory => {}
+                // A stretch that meets the end before its stop did not land there.
+                Step::End if stop.is_some() => return Ok((seen, u64::MAX)),
                 Step::End => break,
             }
         }
         if self.compression == Compression::Zstd && src.pos != self.body_end {
             return Err(self.bad("(end of tar)", "data after the end of the archive"));
         }
-        // Every tar entry was matched to the index above; now the other way round.
-        if let Some(name) = self.index.entries.keys().find(|n| !seen.contains(*n)) {
-            return Err(
-                self.bad_index(format!("entry {name:?} is in the index but not in the tar"))
-            );
-        }
-        self.check_layout()
+        Ok((seen, src.pos))
     }
 
     /// One entry of the tar walk: header, data (hashed), padding; or the end blocks and the
@@ -574,6 +694,7 @@ impl ArchiveReader {
         stream: &mut dyn Read,
         start: u64,
         seen: &HashSet<String>,
+        first: bool,
         blob_bytes: &mut u64,
         progress: &mut impl FnMut(u64),
     ) -> Result<Step, ArchiveError> {
@@ -630,7 +751,7 @@ impl ArchiveReader {
             ));
         }
         check_entry_name(&name).map_err(|why| self.bad(&name, why))?;
-        if seen.is_empty() && name != METADATA_ENTRY {
+        if first && seen.is_empty() && name != METADATA_ENTRY {
             return Err(self.bad(&name, format!("the first entry must be {METADATA_ENTRY}")));
         }
         if seen.contains(&name) {

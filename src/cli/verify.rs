@@ -11,16 +11,23 @@ use crate::progress::human_bytes;
 pub struct VerifyArgs {
     /// The .airgap archive.
     pub archive: PathBuf,
+    /// Threads that decode and hash entries at once (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 pub fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<i32> {
     let result = ArchiveReader::open(&args.archive).and_then(|r| {
         let total = r.metadata().total_size;
         let bar = crate::progress::Progress::new("verified", total, quiet);
-        let mut last = 0;
-        let summary = r.verify(|done| {
-            crate::copy::CopyObserver::bytes(&bar, done - last);
-            last = done;
+        let last = std::sync::atomic::AtomicU64::new(0);
+        let threads = args
+            .threads
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let summary = r.verify_with(threads, |done| {
+            let before = last.fetch_max(done, std::sync::atomic::Ordering::Relaxed);
+            crate::copy::CopyObserver::bytes(&bar, done.saturating_sub(before));
         });
         bar.finish();
         summary
