@@ -120,7 +120,7 @@ impl From<ArchiveError> for std::io::Error {
 }
 
 /// Memory for blob parts fetched ahead of the archive writer, whatever the layer sizes.
-const WINDOW: u64 = 32 << 20;
+const WINDOW: u64 = 24 << 20;
 /// Parts are at most this large (fewer, longer requests) ...
 const MAX_PART: u64 = 8 << 20;
 /// ... and at least this large (a request's round trip is worth its bytes).
@@ -148,7 +148,12 @@ pub struct ArchiveDest {
     order: Arc<Order>,
     /// A source answered a ranged request with the whole blob: fetch whole from now on.
     no_parts: Arc<AtomicBool>,
+    /// Part buffers, reused: fresh multi-MiB buffers freed on other threads stay in the
+    /// allocator's per-thread arenas and grow the resident size well past the window.
+    buffers: Buffers,
 }
+
+type Buffers = Arc<Mutex<Vec<Vec<u8>>>>;
 
 impl ArchiveDest {
     /// `concurrency`: connections fetching at once (1: each blob streamed whole, in turn).
@@ -164,6 +169,7 @@ impl ArchiveDest {
             conns: Arc::new(Semaphore::new(concurrency)),
             order: Arc::new(Order::default()),
             no_parts: Arc::new(AtomicBool::new(false)),
+            buffers: Arc::default(),
         }
     }
 
@@ -241,11 +247,19 @@ impl ArchiveDest {
                 }
                 let (conns, no_parts, whole) =
                     (self.conns.clone(), self.no_parts.clone(), whole.clone());
+                let (buffers, part_size) = (self.buffers.clone(), self.part_size);
                 let digest = desc.digest.clone();
                 tasks.spawn(async move {
                     let _conn = conns.acquire_owned().await;
                     let part = match stream {
-                        Some(s) => fetch_part(s, &digest, offset, len, [&whole, &no_parts]).await,
+                        Some(s) => {
+                            let buf = buffers
+                                .lock()
+                                .expect("buffers lock")
+                                .pop()
+                                .unwrap_or_else(|| Vec::with_capacity(part_size as usize));
+                            fetch_part(s, buf, &digest, offset, len, [&whole, &no_parts]).await
+                        }
                         None => Err(std::io::Error::other(format!(
                             "blob {digest}: the source served its first part but not the part at byte {offset}"
                         ))),
@@ -262,6 +276,9 @@ impl ArchiveDest {
             self.order.writing.wait(n).await;
             let reader = PartsReader {
                 parts: rx,
+                buffers: self.buffers.clone(),
+                current: Vec::new(),
+                at: 0,
                 chunks: VecDeque::new(),
                 permit: None,
                 whole: None,
@@ -284,6 +301,7 @@ impl ArchiveDest {
 /// `whole` flags, this blob's and the destination's, are set).
 async fn fetch_part(
     mut stream: BlobStream,
+    mut buf: Vec<u8>,
     digest: &Digest,
     offset: u64,
     len: u64,
@@ -291,7 +309,7 @@ async fn fetch_part(
 ) -> std::io::Result<Part> {
     // One buffer of the part's size: chunks as the network hands them over may each pin
     // a larger allocation than their length.
-    let mut buf = bytes::BytesMut::with_capacity(len as usize);
+    buf.clear();
     while (buf.len() as u64) < len {
         let Some(chunk) = stream.next().await.transpose()? else {
             return Err(std::io::Error::new(
@@ -314,7 +332,7 @@ async fn fetch_part(
                 flag.store(true, Ordering::Relaxed);
             }
             buf.extend_from_slice(&chunk[..room]);
-            let head = VecDeque::from([buf.freeze(), chunk.slice(room..)]);
+            let head = VecDeque::from([Bytes::from(buf), chunk.slice(room..)]);
             return Ok(Part::Whole(head, stream));
         }
         buf.extend_from_slice(&chunk);
@@ -331,15 +349,18 @@ async fn fetch_part(
             for flag in whole {
                 flag.store(true, Ordering::Relaxed);
             }
-            return Ok(Part::Whole(VecDeque::from([buf.freeze(), extra]), stream));
+            return Ok(Part::Whole(
+                VecDeque::from([Bytes::from(buf), extra]),
+                stream,
+            ));
         }
     }
-    Ok(Part::Bytes(VecDeque::from([buf.freeze()])))
+    Ok(Part::Bytes(buf))
 }
 
 enum Part {
-    /// Exactly the bytes asked for.
-    Bytes(VecDeque<Bytes>),
+    /// Exactly the bytes asked for, in a buffer of the pool.
+    Bytes(Vec<u8>),
     /// The start of a whole blob, and the stream with the rest.
     Whole(VecDeque<Bytes>, BlobStream),
 }
@@ -351,6 +372,11 @@ type PendingPart =
 /// memory given back to the window once written.
 struct PartsReader {
     parts: std::sync::mpsc::Receiver<PendingPart>,
+    buffers: Buffers,
+    /// The part being written, from `at`; back to the pool once written.
+    current: Vec<u8>,
+    at: usize,
+    /// The start of a whole blob.
     chunks: VecDeque<Bytes>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     whole: Option<Box<dyn Read + Send>>,
@@ -359,6 +385,17 @@ struct PartsReader {
 impl Read for PartsReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
+            if self.at < self.current.len() {
+                let n = (self.current.len() - self.at).min(buf.len());
+                buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            if self.current.capacity() > 0 {
+                let done = std::mem::take(&mut self.current);
+                self.buffers.lock().expect("buffers lock").push(done);
+                self.at = 0;
+            }
             if let Some(chunk) = self.chunks.front_mut() {
                 let n = chunk.len().min(buf.len());
                 buf[..n].copy_from_slice(&chunk[..n]);
@@ -381,7 +418,7 @@ impl Read for PartsReader {
             })??;
             self.permit = Some(permit);
             match part {
-                Part::Bytes(chunks) => self.chunks = chunks,
+                Part::Bytes(part) => self.current = part,
                 Part::Whole(chunks, rest) => {
                     self.chunks = chunks;
                     let rest = rest.map(|r| r.map_err(std::io::Error::other));
