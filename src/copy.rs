@@ -8,12 +8,13 @@
 //! mount it when the destination can), concurrently, and pushes manifests only after their
 //! blobs and indexes after their manifests, byte for byte, so every digest stays the same.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
 use crate::archive::ArchiveError;
@@ -109,6 +110,8 @@ pub struct ResolvedImage {
     pub blobs: Vec<Descriptor>,
     /// `os/arch[/variant]` of each platform.
     pub platforms: Vec<String>,
+    /// Configs read (and verified) while resolving, so the copy does not fetch them again.
+    pub fetched: BTreeMap<Digest, Bytes>,
 }
 
 impl ResolvedImage {
@@ -134,6 +137,29 @@ pub trait ImageSource: Send + Sync {
     /// A blob of `image` as a stream that fetches lazily, verified against the descriptor as
     /// it streams. Called again for each retry of an upload.
     fn blob(&self, image: &Reference, desc: &Descriptor) -> BlobStream;
+    /// Bytes `offset..offset + len` of a blob, fetched lazily and not verified, for
+    /// destinations that fetch one blob over several connections; `None` when this source
+    /// cannot serve parts. See [`BlobOpener::part`].
+    fn blob_part(
+        &self,
+        _image: &Reference,
+        _desc: &Descriptor,
+        _offset: u64,
+        _len: u64,
+    ) -> Option<BlobStream> {
+        None
+    }
+}
+
+/// How a destination reads the blob it is given: whole, or in parts.
+pub trait BlobOpener: Send + Sync {
+    /// The whole blob, verified against its descriptor as it streams; called again for each
+    /// retry.
+    fn open(&self) -> BlobStream;
+    /// Bytes `offset..offset + len`, unverified (the caller hashes the parts together, in
+    /// order), or `None` when the source cannot serve parts. A source that ignores ranges
+    /// answers the part at 0 with the whole blob: more than `len` bytes.
+    fn part(&self, offset: u64, len: u64) -> Option<BlobStream>;
 }
 
 /// Where images go.
@@ -142,21 +168,35 @@ pub trait ImageDestination: Send + Sync {
     /// How many blob transfers may run at once.
     fn concurrency(&self) -> usize;
     async fn has_blob(&self, target: &Reference, desc: &Descriptor) -> Result<bool, CopyError>;
-    /// Makes a blob already in `from` available in `target` without moving bytes, if the
-    /// destination can; `Ok(false)` when it did not.
+    /// Makes a blob that is already in `from` available in `target`: a cross-repository
+    /// mount where the destination has them (no HEAD first: the mount answers for itself),
+    /// else whatever it takes, an upload from `blob` at worst. The default suits
+    /// destinations with one blob store for every image (archive, layout): the blob is
+    /// there already, or it is written.
     async fn mount_blob(
         &self,
-        _target: &Reference,
-        _desc: &Descriptor,
+        target: &Reference,
+        desc: &Descriptor,
         _from: &Reference,
-    ) -> Result<bool, CopyError> {
-        Ok(false)
+        blob: &dyn BlobOpener,
+    ) -> Result<BlobOutcome, CopyError> {
+        if self.has_blob(target, desc).await? {
+            return Ok(BlobOutcome::Existed);
+        }
+        self.put_blob(target, desc, blob).await?;
+        Ok(BlobOutcome::Copied)
+    }
+    /// Called once the images that need copying are known (after their manifests were
+    /// checked), before any blob moves, with their targets: a destination checks here that
+    /// it will accept them.
+    async fn prepare(&self, _targets: &[&Reference]) -> Result<(), CopyError> {
+        Ok(())
     }
     async fn put_blob(
         &self,
         target: &Reference,
         desc: &Descriptor,
-        open: &(dyn Fn() -> BlobStream + Send + Sync),
+        blob: &dyn BlobOpener,
     ) -> Result<(), CopyError>;
     /// Whether `reference` (tag or digest) of `target` already resolves to `digest`.
     async fn has_manifest(
@@ -196,6 +236,7 @@ pub async fn resolve(
     let mut blobs = Vec::new();
     let mut found_platforms = Vec::new();
     let mut seen = HashSet::new();
+    let mut fetched = BTreeMap::new();
     if is_index(&top.media_type) {
         let index: oci_spec::image::ImageIndex = serde_json::from_slice(&top.bytes)
             .map_err(|e| image_err(image, format!("unreadable index: {e}")))?;
@@ -267,8 +308,9 @@ pub async fn resolve(
         }
     } else if is_image_manifest(&top.media_type) {
         let config = collect_blobs(image, &top, &mut blobs, &mut seen)?;
-        if let Some(p) = config_platform(source, image, &config).await {
+        if let Some((p, bytes)) = config_platform(source, image, &config).await {
             found_platforms.push(p);
+            fetched.insert(config.digest, bytes);
         }
     } else {
         return Err(image_err(
@@ -282,6 +324,7 @@ pub async fn resolve(
         children,
         blobs,
         platforms: found_platforms,
+        fetched,
     })
 }
 
@@ -346,24 +389,26 @@ fn platform_string(os: String, arch: String, variant: Option<String>) -> String 
     }
 }
 
-/// `os/arch` from an image config; `None` when it cannot be read (it is informative only).
+/// `os/arch` from an image config, and the config's bytes; `None` when it cannot be read
+/// (it is informative only).
 async fn config_platform(
     source: &dyn ImageSource,
     image: &Reference,
     config: &Descriptor,
-) -> Option<String> {
+) -> Option<(String, Bytes)> {
     if config.size > MAX_CONFIG {
         return None;
     }
     let data: Vec<Bytes> = source.blob(image, config).try_collect().await.ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&data.concat()).ok()?;
+    let data = Bytes::from(data.concat());
+    let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
     let os = v.get("os")?.as_str()?.to_string();
     let arch = v.get("architecture")?.as_str()?.to_string();
     let variant = v
         .get("variant")
         .and_then(|x| x.as_str())
         .map(str::to_string);
-    Some(platform_string(os, arch, variant))
+    Some((platform_string(os, arch, variant), data))
 }
 
 /// One image to copy and where it goes.
@@ -386,6 +431,10 @@ impl CopyJob {
 
 /// Progress callbacks; all are cheap and called from the copy tasks.
 pub trait CopyObserver: Send + Sync {
+    /// The bytes this copy will move: set once the plan is known and again whenever it
+    /// changes (a blob the destination turns out to have; a mount that became an upload),
+    /// always before those bytes move. Blobs that are mounted or present are not in it.
+    fn to_send(&self, _total: u64) {}
     fn bytes(&self, _n: u64) {}
     fn blob_done(&self, _target: &Reference, _desc: &Descriptor, _outcome: BlobOutcome) {}
     fn image_done(&self, _job: &CopyJob, _skipped: bool) {}
@@ -397,9 +446,9 @@ impl CopyObserver for Quiet {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobOutcome {
-    Copied,
-    Existed,
-    Mounted,
+    Copied = 0,
+    Existed = 1,
+    Mounted = 2,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -468,6 +517,9 @@ pub async fn copy_images(
         .map(|(_, j)| j)
         .collect();
 
+    dest.prepare(&todo.iter().map(|j| &j.target).collect::<Vec<_>>())
+        .await?;
+
     // 2. Blobs: group by digest so each one's bytes move once; other repositories mount.
     let mut groups: BTreeMap<Digest, (Descriptor, Vec<&CopyJob>)> = BTreeMap::new();
     for job in &todo {
@@ -483,51 +535,61 @@ pub async fn copy_images(
     // Largest first: the long transfers start early and small ones fill the gaps.
     let mut groups: Vec<_> = groups.into_values().collect();
     groups.sort_by_key(|g| std::cmp::Reverse(g.0.size));
-    let copied = AtomicUsize::new(0);
-    let existed = AtomicUsize::new(0);
-    let mounted = AtomicUsize::new(0);
+    let plan = Plan {
+        observer: observer.clone(),
+        to_send: AtomicU64::new(groups.iter().map(|g| g.0.size).sum()),
+    };
+    observer.to_send(plan.to_send.load(Ordering::Relaxed));
+    let mut counts = [0usize; 3];
     let bytes = Arc::new(AtomicU64::new(0));
-    stream::iter(groups.iter())
-        .map(|(desc, group)| {
-            let source = source.clone();
-            let dest = dest.clone();
-            let observer = observer.clone();
-            let bytes = bytes.clone();
-            let (copied, existed, mounted) = (&copied, &existed, &mounted);
-            async move {
-                let mut home: Option<&Reference> = None;
-                for job in group {
-                    let target = &job.target;
-                    let outcome = if dest.has_blob(target, desc).await? {
-                        BlobOutcome::Existed
-                    } else if let Some(from) = home {
-                        if dest.mount_blob(target, desc, from).await? {
-                            BlobOutcome::Mounted
+    // One pool for every transfer: a blob's first copy, then (once it is there) a mount
+    // into each other repository that needs it, ahead of the transfers still queued.
+    let mut queue: VecDeque<Transfer> = (0..groups.len()).map(Transfer::First).collect();
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < concurrency {
+            let Some(t) = queue.pop_front() else { break };
+            let (desc, group) = &groups[t.group()];
+            let (source, dest, observer) = (&*source, &*dest, &observer);
+            let (bytes, plan) = (&bytes, &plan);
+            running.push(async move {
+                let outcome = match t {
+                    Transfer::First(_) => {
+                        let job = group[0];
+                        if dest.has_blob(&job.target, desc).await? {
+                            plan.less(desc.size);
+                            BlobOutcome::Existed
                         } else {
-                            upload(&*source, &*dest, job, desc, &observer, &bytes).await?;
+                            upload(source, dest, job, desc, observer, bytes, None).await?;
                             BlobOutcome::Copied
                         }
-                    } else {
-                        upload(&*source, &*dest, job, desc, &observer, &bytes).await?;
-                        BlobOutcome::Copied
-                    };
-                    match outcome {
-                        BlobOutcome::Copied => copied.fetch_add(1, Ordering::Relaxed),
-                        BlobOutcome::Existed => existed.fetch_add(1, Ordering::Relaxed),
-                        BlobOutcome::Mounted => mounted.fetch_add(1, Ordering::Relaxed),
-                    };
-                    observer.blob_done(target, desc, outcome);
-                    home.get_or_insert(target);
-                }
-                Ok::<_, CopyError>(())
+                    }
+                    Transfer::Mount(_, i) => {
+                        let (job, home) = (group[i], &group[0].target);
+                        let fetch = Fetch::new(source, job, desc, observer, bytes, Some(plan));
+                        dest.mount_blob(&job.target, desc, home, &fetch).await?
+                    }
+                };
+                let target = &group[t.member()].target;
+                observer.blob_done(target, desc, outcome);
+                Ok::<_, CopyError>((t, outcome))
+            });
+        }
+        let Some(done) = running.next().await else {
+            break;
+        };
+        let (t, outcome) = done?;
+        counts[outcome as usize] += 1;
+        if let Transfer::First(g) = t {
+            for i in (1..groups[g].1.len()).rev() {
+                queue.push_front(Transfer::Mount(g, i));
             }
-        })
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
-    report.blobs_copied = copied.into_inner();
-    report.blobs_existed = existed.into_inner();
-    report.blobs_mounted = mounted.into_inner();
+        }
+    }
+    drop(running);
+    report.blobs_copied = counts[BlobOutcome::Copied as usize];
+    report.blobs_existed = counts[BlobOutcome::Existed as usize];
+    report.blobs_mounted = counts[BlobOutcome::Mounted as usize];
     report.bytes_copied = bytes.load(Ordering::Relaxed);
 
     // 3. Manifests: platform manifests by digest, then the top one under its tag/digest.
@@ -558,6 +620,44 @@ pub async fn copy_images(
     Ok(report)
 }
 
+/// One blob in the transfer pool: its first copy, or a mount into another repository.
+#[derive(Debug, Clone, Copy)]
+enum Transfer {
+    First(usize),
+    Mount(usize, usize),
+}
+
+impl Transfer {
+    fn group(self) -> usize {
+        match self {
+            Transfer::First(g) | Transfer::Mount(g, _) => g,
+        }
+    }
+    fn member(self) -> usize {
+        match self {
+            Transfer::First(_) => 0,
+            Transfer::Mount(_, i) => i,
+        }
+    }
+}
+
+/// The bytes still planned to move, told to the observer as the plan changes.
+struct Plan {
+    observer: Arc<dyn CopyObserver>,
+    to_send: AtomicU64,
+}
+
+impl Plan {
+    fn less(&self, n: u64) {
+        let now = self.to_send.fetch_sub(n, Ordering::Relaxed) - n;
+        self.observer.to_send(now);
+    }
+    fn more(&self, n: u64) {
+        let now = self.to_send.fetch_add(n, Ordering::Relaxed) + n;
+        self.observer.to_send(now);
+    }
+}
+
 async fn upload(
     source: &dyn ImageSource,
     dest: &dyn ImageDestination,
@@ -565,19 +665,90 @@ async fn upload(
     desc: &Descriptor,
     observer: &Arc<dyn CopyObserver>,
     bytes: &Arc<AtomicU64>,
+    unplanned: Option<&Plan>,
 ) -> Result<(), CopyError> {
-    // Counting happens per attempt; a retried upload counts again, which is what moved.
-    let open = || -> BlobStream {
-        let observer = observer.clone();
-        let bytes = bytes.clone();
-        Box::pin(
-            source
-                .blob(&job.image.source, desc)
-                .inspect_ok(move |chunk| {
-                    bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    observer.bytes(chunk.len() as u64);
-                }),
-        )
-    };
-    dest.put_blob(&job.target, desc, &open).await
+    let fetch = Fetch::new(source, job, desc, observer, bytes, unplanned);
+    dest.put_blob(&job.target, desc, &fetch).await
+}
+
+/// One blob's bytes from the source, counted as they pass.
+struct Fetch<'a> {
+    source: &'a dyn ImageSource,
+    image: &'a Reference,
+    desc: &'a Descriptor,
+    /// The blob's bytes when resolving read them already.
+    fetched: Option<Bytes>,
+    observer: Arc<dyn CopyObserver>,
+    bytes: Arc<AtomicU64>,
+    /// How far any attempt at the whole blob got: a retried upload counts only bytes past
+    /// it, so progress never passes its total.
+    high: Arc<AtomicU64>,
+    /// For a mount that may become an upload: the plan grows by the blob's size when
+    /// its bytes are first asked for.
+    unplanned: Mutex<Option<&'a Plan>>,
+}
+
+impl<'a> Fetch<'a> {
+    fn new(
+        source: &'a dyn ImageSource,
+        job: &'a CopyJob,
+        desc: &'a Descriptor,
+        observer: &Arc<dyn CopyObserver>,
+        bytes: &Arc<AtomicU64>,
+        unplanned: Option<&'a Plan>,
+    ) -> Fetch<'a> {
+        Fetch {
+            source,
+            image: &job.image.source,
+            desc,
+            fetched: job.image.fetched.get(&desc.digest).cloned(),
+            observer: observer.clone(),
+            bytes: bytes.clone(),
+            high: Arc::new(AtomicU64::new(0)),
+            unplanned: Mutex::new(unplanned),
+        }
+    }
+
+    fn planned(&self) {
+        if let Some(plan) = self.unplanned.lock().expect("plan lock").take() {
+            plan.more(self.desc.size);
+        }
+    }
+}
+
+impl BlobOpener for Fetch<'_> {
+    fn open(&self) -> BlobStream {
+        self.planned();
+        let (observer, bytes, high) =
+            (self.observer.clone(), self.bytes.clone(), self.high.clone());
+        let mut pos = 0u64;
+        let stream: BlobStream = match &self.fetched {
+            Some(bytes) => Box::pin(stream::iter([Ok(bytes.clone())])),
+            None => self.source.blob(self.image, self.desc),
+        };
+        Box::pin(stream.inspect_ok(move |chunk| {
+            let start = pos;
+            pos += chunk.len() as u64;
+            let before = high.fetch_max(pos, Ordering::Relaxed);
+            let new = pos.saturating_sub(before.max(start));
+            if new > 0 {
+                bytes.fetch_add(new, Ordering::Relaxed);
+                observer.bytes(new);
+            }
+        }))
+    }
+
+    fn part(&self, offset: u64, len: u64) -> Option<BlobStream> {
+        if self.fetched.is_some() {
+            return None; // in memory already: read whole
+        }
+        let stream = self.source.blob_part(self.image, self.desc, offset, len)?;
+        self.planned();
+        let (observer, bytes) = (self.observer.clone(), self.bytes.clone());
+        Some(Box::pin(stream.inspect_ok(move |chunk| {
+            let n = chunk.len() as u64;
+            bytes.fetch_add(n, Ordering::Relaxed);
+            observer.bytes(n);
+        })))
+    }
 }

@@ -125,7 +125,7 @@ pub async fn write_archive(
         .collect();
     let total: u64 = distinct.values().sum();
     let progress = Arc::new(Progress::new("exported", total, opts.quiet));
-    let dest = Arc::new(ArchiveDest::new(writer));
+    let dest = Arc::new(ArchiveDest::new(writer, opts.concurrency));
     let jobs: Vec<CopyJob> = images.iter().map(CopyJob::in_place).collect();
     copy::copy_images(source, dest.clone(), &jobs, progress.clone()).await?;
     progress.finish();

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use futures_util::{stream, StreamExt, TryStreamExt};
 
 use crate::archive::{ArchiveReader, ArchiveSource};
 use crate::copy::{self, CopyJob, CopyReport, ResolvedImage};
@@ -87,33 +86,21 @@ pub struct ImportSummary {
     pub stored: Vec<String>,
 }
 
-/// Checks, before anything moves, that every destination repository accepts pushes.
-/// Distinct repositories are checked because ECR needs each to exist.
+/// Checks, before anything moves, that the destination answers and the credentials work.
+/// Whether each repository accepts pushes is checked by the copy, once it knows which
+/// images are not there yet ([`RegistryDest`]'s `prepare`): a re-import where everything is
+/// present costs one HEAD per image and no upload session.
 pub async fn preflight(
     client: &Client,
     rewrites: &[ImageRewrite],
-    concurrency: usize,
+    _concurrency: usize,
 ) -> anyhow::Result<()> {
-    let mut repos: Vec<(String, String)> = rewrites
-        .iter()
-        .map(|r| {
-            (
-                r.target.registry().to_string(),
-                r.target.repository().to_string(),
-            )
-        })
-        .collect();
-    repos.sort();
-    repos.dedup();
-    let Some((registry, _)) = repos.first() else {
-        return Ok(());
-    };
-    client.ping(registry).await?;
-    stream::iter(repos.iter())
-        .map(|(registry, repository)| async move { client.check_push(registry, repository).await })
-        .buffer_unordered(concurrency.max(1))
-        .try_collect::<Vec<_>>()
-        .await?;
+    let mut registries: Vec<&str> = rewrites.iter().map(|r| r.target.registry()).collect();
+    registries.sort();
+    registries.dedup();
+    for registry in registries {
+        client.ping(registry).await?;
+    }
     Ok(())
 }
 
@@ -140,8 +127,8 @@ pub async fn push(
             }
         })
         .collect();
-    let total: u64 = images.iter().map(|i| i.size()).sum();
-    let progress = Arc::new(Progress::new("pushed", total, quiet));
+    // The copy says how many bytes it will send once it knows what is there already.
+    let progress = Arc::new(Progress::new("pushed", 0, quiet));
     let dest = Arc::new(RegistryDest::new(client.clone(), concurrency));
     let report = copy::copy_images(source, dest.clone(), &jobs, progress.clone()).await?;
     progress.finish();
@@ -257,7 +244,14 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
     let d = &opts.destination;
     if opts.store_app {
         let repo = crate::appstore::repository(&d.endpoint, d.namespace.as_deref(), &meta.app.name);
-        client.check_push(&d.endpoint.registry, &repo).await?;
+        // A repository that holds a stored copy took pushes before: asked only once.
+        let stored_before = client
+            .head_manifest(&d.endpoint.registry, &repo, "latest")
+            .await?
+            .is_some();
+        if !stored_before {
+            client.check_push(&d.endpoint.registry, &repo).await?;
+        }
     }
 
     let source = Arc::new(ArchiveSource::new(reader.clone()));

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 
 use crate::archive::{reader_stream, REF_NAME_ANNOTATION};
 use crate::copy::{
-    sniff_media_type, CopyError, Descriptor, ImageDestination, ImageSource, Manifest,
+    sniff_media_type, BlobOpener, CopyError, Descriptor, ImageDestination, ImageSource, Manifest,
 };
 use crate::digest::{Digest, VerifyingReader};
 use crate::reference::Reference;
@@ -279,14 +279,14 @@ impl ImageDestination for Layout {
         &self,
         _target: &Reference,
         desc: &Descriptor,
-        open: &(dyn Fn() -> BlobStream + Send + Sync),
+        blob: &dyn BlobOpener,
     ) -> Result<(), CopyError> {
         let path = self.blob_path(&desc.digest);
         let dir = path.parent().expect("blob dir").to_path_buf();
         let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_at(&dir))?;
         // Every source stream verifies digest and size and fails at its end on a mismatch,
         // so reaching the rename means the content is right; no second hash here.
-        let mut stream = open();
+        let mut stream = blob.open();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         while let Some(chunk) = stream.next().await {
             out.write_all(&chunk?).map_err(io_at(&path))?;

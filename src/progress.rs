@@ -1,5 +1,7 @@
 //! Progress for long copies: a byte bar with rate and ETA on a terminal, plain lines
-//! (one per image, and one every 10% of bytes) when stderr is a pipe or a log file.
+//! (one per image, and one every 10% of bytes) when stderr is a pipe or a log file. The
+//! total is what the copy says it will send (bytes mounted or already there are not in it),
+//! so the count ends exactly at the total.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,14 +9,13 @@ use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::copy::{BlobOutcome, CopyJob, CopyObserver, Descriptor};
-use crate::reference::Reference;
+use crate::copy::{CopyJob, CopyObserver};
 
 pub struct Progress {
     verb: &'static str,
     bar: Option<ProgressBar>,
     quiet: bool,
-    total: u64,
+    total: AtomicU64,
     done: AtomicU64,
     last_decile: Mutex<u64>,
 }
@@ -37,7 +38,7 @@ impl Progress {
             verb,
             bar,
             quiet,
-            total: total_bytes,
+            total: AtomicU64::new(total_bytes),
             done: AtomicU64::new(0),
             last_decile: Mutex::new(0),
         }
@@ -61,32 +62,47 @@ impl Progress {
     }
 }
 
-impl CopyObserver for Progress {
-    fn bytes(&self, n: u64) {
-        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
-        match &self.bar {
-            Some(bar) => bar.inc(n),
-            None if !self.quiet && self.total > 0 => {
-                let decile = (done.min(self.total) * 10 / self.total).min(10);
-                let mut last = self.last_decile.lock().expect("progress lock");
-                if decile > *last {
-                    *last = decile;
-                    eprintln!(
-                        "{}% ({} of {})",
-                        decile * 10,
-                        human_bytes(done),
-                        human_bytes(self.total)
-                    );
-                }
-            }
-            None => {}
+impl Progress {
+    /// In plain mode, one line each time another tenth of the total is done.
+    fn report(&self) {
+        if self.quiet || self.bar.is_some() {
+            return;
+        }
+        let mut last = self.last_decile.lock().expect("progress lock");
+        let (done, total) = (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        );
+        if total == 0 {
+            return;
+        }
+        let decile = (done.min(total) * 10 / total).min(10);
+        if decile > *last {
+            *last = decile;
+            eprintln!(
+                "{}% ({} of {})",
+                decile * 10,
+                human_bytes(done),
+                human_bytes(total)
+            );
         }
     }
+}
 
-    fn blob_done(&self, _target: &Reference, desc: &Descriptor, outcome: BlobOutcome) {
-        // Bytes that need not move still count toward the total, so the bar ends full.
-        if outcome != BlobOutcome::Copied {
-            self.bytes(desc.size);
+impl CopyObserver for Progress {
+    fn to_send(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+        }
+        self.report();
+    }
+
+    fn bytes(&self, n: u64) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+        match &self.bar {
+            Some(bar) => bar.inc(n),
+            None => self.report(),
         }
     }
 

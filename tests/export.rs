@@ -317,3 +317,106 @@ fn export_warns_about_names_that_would_collide_at_import() {
         "{err}"
     );
 }
+
+/// Exports one image with a 12 MiB layer through a proxy (`rule` decides its faults) at
+/// `--concurrency 8`; returns the proxy's log, the layer's digest, every blob's digest and
+/// the verified archive.
+type Exported = (
+    Vec<common::faulty::Seen>,
+    String,
+    Vec<String>,
+    tempfile::TempDir,
+);
+
+fn export_through_proxy(
+    rule: impl Fn(&str, &str, usize) -> Option<common::faulty::Fault> + Send + Sync + 'static,
+) -> Exported {
+    let mut spec = ImageSpec::new("big:v1", 77);
+    spec.layer_size = 12 * 1024 * 1024;
+    spec.uncompressed = true;
+    spec.shared_base = false;
+    let src = Source::start(vec![spec]);
+    let img = src.image("big:v1").clone();
+    let proxy = common::faulty::FaultyProxy::start(&src.reg.addr, rule);
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(
+        app.path().join("pod.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: quay.io/org/big:v1}\n",
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("big.airgap");
+    ok(
+        bin()
+            .arg("export")
+            .arg(app.path())
+            .arg("-o")
+            .arg(&out)
+            .args([
+                "--registry-mirror",
+                &format!("quay.io={}/quay.io", proxy.addr),
+                "--concurrency",
+                "8",
+            ])
+            .output()
+            .unwrap(),
+        "export",
+    );
+    let v = ok(bin().arg("verify").arg(&out).output().unwrap(), "verify");
+    assert!(v.starts_with("OK"), "{v}");
+    // The largest blob is the layer (configs and manifests are a few hundred bytes).
+    let reader = kots_bundle::archive::ArchiveReader::open(&out).unwrap();
+    let layer = img
+        .blobs
+        .iter()
+        .max_by_key(|d| {
+            reader
+                .index()
+                .entries
+                .get(&format!("blobs/sha256/{}", &d[7..]))
+                .map_or(0, |e| e.size)
+        })
+        .unwrap()
+        .clone();
+    let seen = proxy.seen.lock().unwrap().clone();
+    (seen, layer, img.blobs.clone(), work)
+}
+
+/// A large blob is fetched over several connections in ranged parts, and the archive is
+/// still written in order and verifies.
+#[test]
+fn export_fetches_a_large_blob_in_ranged_parts() {
+    let (seen, layer, blobs, _work) = export_through_proxy(|_, _, _| None);
+    let parts: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with(&layer))
+        .filter_map(|s| s.range.as_deref())
+        .collect();
+    // --concurrency 8: a window of 24 MiB in 3 MiB parts, so 12 MiB and a tar header is
+    // five ranges.
+    assert_eq!(parts.len(), 5, "{parts:?}");
+    assert!(parts.contains(&"bytes=0-3145727"), "{parts:?}");
+    // Everything else is fetched once: the config read while resolving is not read again.
+    for d in blobs.iter().filter(|d| **d != layer) {
+        let gets = seen
+            .iter()
+            .filter(|s| s.method == "GET" && s.path.ends_with(&format!("/blobs/{d}")))
+            .count();
+        assert!(gets <= 1, "{d} fetched {gets} times");
+    }
+}
+
+/// A registry that ignores Range answers the first part with the whole blob: it is taken
+/// whole, and later blobs are not asked for in parts any more.
+#[test]
+fn export_takes_the_whole_blob_from_a_registry_that_ignores_range() {
+    let (seen, layer, _, _work) = export_through_proxy(|method, path, _| {
+        (method == "GET" && path.contains("/blobs/")).then_some(common::faulty::Fault::NoRange)
+    });
+    let layer_gets = seen
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with(&layer))
+        .count();
+    // The first part's answer carried the whole layer; parts asked for beside it are dropped.
+    assert!(layer_gets <= 5, "{layer_gets} GETs of the layer");
+}

@@ -347,3 +347,58 @@ fn passwords_are_refused_on_the_command_line_and_never_logged() {
         "a secret in the debug log"
     );
 }
+
+/// The last plain progress line, as (done, total).
+fn final_progress(stderr: &str) -> Option<(String, String)> {
+    let line = stderr
+        .lines()
+        .rfind(|l| l.ends_with(')') && l.contains("% ("))?;
+    let inner = line.split_once(" (")?.1.strip_suffix(')')?;
+    let (done, total) = inner.split_once(" of ")?;
+    assert!(line.starts_with("100% "), "progress ends at 100%: {line}");
+    Some((done.to_string(), total.to_string()))
+}
+
+/// Progress counts only bytes that are sent: each blob once, not the mounts of the shared
+/// base layer, and nothing on a re-import where every image is there; export's total is
+/// the same distinct blobs, and neither passes its total.
+#[test]
+fn progress_totals_count_only_bytes_to_send() {
+    let src = Source::start(Source::default_specs());
+    let app = app_dir(&src);
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("app.airgap");
+    let out = bin()
+        .arg("export")
+        .arg(app.path())
+        .arg("-o")
+        .arg(&archive)
+        .args(["--registry-mirror", &src.mirror()])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{e}");
+    let (done, exported) = final_progress(&e).expect("export prints progress");
+    assert_eq!(done, exported, "export ends exactly at its total:\n{e}");
+
+    let dest = TestRegistry::start_tls_htpasswd(USER, PASS);
+    let dir = work.path().join("app");
+    let out = import(&dest, &archive, &dir, PASS, &[]);
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{e}");
+    let (done, total) = final_progress(&e).expect("import prints progress");
+    assert_eq!(done, total, "import ends exactly at its total:\n{e}");
+    assert_eq!(
+        total, exported,
+        "each blob sent once, mounts not counted:\n{e}"
+    );
+    assert!(
+        !e.contains(" 0 mounted"),
+        "the shared base layer is mounted:\n{e}"
+    );
+
+    let out = import(&dest, &archive, &dir, PASS, &[]);
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{e}");
+    assert_eq!(final_progress(&e), None, "nothing to send:\n{e}");
+}

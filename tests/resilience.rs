@@ -526,3 +526,51 @@ fn a_read_only_registry_is_said_to_refuse_pushes() {
     assert!(e.contains("read-only"), "{e}");
     assert!(!dir.exists());
 }
+
+/// Round trips a far registry would pay for: a shared blob is mounted with no HEAD before
+/// the mount (the mount answers for itself), and a re-import where every image is there
+/// asks for no upload session at all (the push check runs only for images to push).
+#[test]
+fn import_mounts_without_a_head_and_a_complete_reimport_opens_no_upload() {
+    let w = world();
+    let dest = TestRegistry::start();
+    let proxy = FaultyProxy::start(&dest.addr, |_, _, _| None);
+    let dir = w.work.path().join("app");
+    ok(
+        import_cmd(&proxy.addr, &w.archive, &dir).output().unwrap(),
+        "import",
+    );
+    let seen = proxy.seen.lock().unwrap().clone();
+    let mounts: Vec<(String, String)> = seen
+        .iter()
+        .filter(|s| s.method == "POST")
+        .filter_map(|s| {
+            let (repo, query) = s.path.split_once("/blobs/uploads/")?;
+            let digest = query.split("mount=").nth(1)?.split('&').next()?;
+            Some((repo.to_string(), digest.replace("%3A", ":")))
+        })
+        .collect();
+    assert!(
+        !mounts.is_empty(),
+        "the shared base layer is mounted: {seen:?}"
+    );
+    for (repo, digest) in &mounts {
+        let head = format!("{repo}/blobs/{digest}");
+        assert!(
+            !seen.iter().any(|s| s.method == "HEAD" && s.path == head),
+            "no HEAD before the mount of {digest} into {repo}"
+        );
+    }
+    all_there(&w.src, &dest);
+
+    proxy.seen.lock().unwrap().clear();
+    ok(
+        import_cmd(&proxy.addr, &w.archive, &dir).output().unwrap(),
+        "re-import",
+    );
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|s| s.method == "GET" || s.method == "HEAD"),
+        "a re-import of images all there only reads: {seen:?}"
+    );
+}

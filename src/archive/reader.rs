@@ -109,6 +109,11 @@ impl<R: BufRead> BufRead for Counted<R> {
     }
 }
 
+/// What a stretch of the tar walk found (entry names) and where it ended.
+type Walked<R> = Result<(HashSet<String>, u64, R), ArchiveError>;
+/// A walked stretch of a parallel verify: the names found and where it ended.
+type Stretch = Result<(HashSet<String>, u64), ArchiveError>;
+
 /// What one step of the tar walk found.
 enum Step {
     Entry(String),
@@ -525,12 +530,111 @@ impl ArchiveReader {
     /// entry must be where the index says (offset and length, so what a seek by the index
     /// reads is what the walk reads), every blob and upstream file must match its digest.
     /// Then checks the layout and the metadata against what was found. Calls `progress`
-    /// with the bytes of blob content read so far.
-    pub fn verify(&self, progress: impl FnMut(u64)) -> Result<VerifySummary, ArchiveError> {
-        match self.verify_walk(progress) {
-            Ok(s) => Ok(s),
-            // A damaged volume is named, rather than only the entry found damaged in it.
-            Err(e) if e.is_corrupt() && self.volumes.count() > 1 => {
+    /// with the bytes of blob content read so far. Uses every core: see [`Self::verify_with`].
+    pub fn verify(&self, progress: impl Fn(u64) + Sync) -> Result<VerifySummary, ArchiveError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.verify_with(threads, progress)
+    }
+
+    /// [`Self::verify`] on `threads` threads. The walk is cut at entries the index names
+    /// into stretches that are walked at once, each from its first entry's offset (every
+    /// entry is its own zstd frame, so each decodes on its own) to the next stretch's
+    /// start, where it must land exactly. Together the stretches are the one front-to-back
+    /// walk. When a stretch fails, the walk is done again in order from that stretch's
+    /// start (everything before it passed), so the error is the one a single walk finds.
+    pub fn verify_with(
+        &self,
+        threads: usize,
+        progress: impl Fn(u64) + Sync,
+    ) -> Result<VerifySummary, ArchiveError> {
+        if self.volumes.count() > 1 {
+            return self.verify_volumes(progress);
+        }
+        let cuts = self.stretches(threads.max(1));
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let report = |n: u64| {
+            let total = read.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            progress(total);
+        };
+        let results: Vec<std::sync::Mutex<Option<Stretch>>> =
+            cuts.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        // The first stretch that failed: later ones are not started.
+        let failed = std::sync::atomic::AtomicUsize::new(usize::MAX);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.max(1).min(cuts.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= cuts.len() || i > failed.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    let stop = cuts.get(i + 1).copied();
+                    let walked = self
+                        .open_at(cuts[i])
+                        .and_then(|f| {
+                            self.walk_stretch(f, cuts[i], stop, HashSet::new(), i == 0, &report)
+                        })
+                        .map(|(names, pos, _)| (names, pos));
+                    let ok = matches!(&walked, Ok((_, pos)) if stop.is_none_or(|s| *pos == s));
+                    if !ok {
+                        failed.fetch_min(i, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    *results[i].lock().expect("verify lock") = Some(walked);
+                });
+            }
+        });
+        let failed = failed.into_inner();
+        let mut seen: HashSet<String> = HashSet::new();
+        for r in results.into_iter().take(failed.min(cuts.len())) {
+            let (names, _) = r
+                .into_inner()
+                .expect("verify lock")
+                .expect("every stretch before a failure was walked")?;
+            seen.extend(names);
+        }
+        if failed != usize::MAX {
+            // Again, in order, from the stretch that failed to the end.
+            let file = self.open_at(cuts[failed])?;
+            let (names, _, _) =
+                self.walk_stretch(file, cuts[failed], None, seen, failed == 0, &report)?;
+            seen = names;
+        }
+        self.index_all_seen(&seen)?;
+        self.check_layout()
+    }
+
+    /// Every tar entry was matched to the index by the walk; now the other way round.
+    fn index_all_seen(&self, seen: &HashSet<String>) -> Result<(), ArchiveError> {
+        match self.index.entries.keys().find(|n| !seen.contains(*n)) {
+            Some(name) => {
+                Err(self.bad_index(format!("entry {name:?} is in the index but not in the tar")))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A multi-volume archive is walked once, front to back, each volume's content hashed
+    /// on the way and checked against its trailer; a damaged volume is named, rather than
+    /// only the entry found damaged in it.
+    fn verify_volumes(&self, progress: impl Fn(u64) + Sync) -> Result<VerifySummary, ArchiveError> {
+        let walked = self
+            .walk_stretch(
+                self.volumes.reader().hashing(),
+                0,
+                None,
+                HashSet::new(),
+                true,
+                &progress,
+            )
+            .and_then(|(seen, _, mut file)| {
+                self.index_all_seen(&seen)?;
+                let hashes = file.finish_hashes().map_err(self.io_err())?;
+                self.volumes
+                    .check_hashes(hashes.expect("read front to back"))?;
+                self.check_layout()
+            });
+        match walked {
+            Err(e) if e.is_corrupt() => {
                 for path in self.volumes.paths().skip(1) {
                     Volumes::check_one(path)?;
                 }
@@ -540,23 +644,67 @@ impl ArchiveReader {
                 }
                 Err(e)
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
-    fn verify_walk(&self, mut progress: impl FnMut(u64)) -> Result<VerifySummary, ArchiveError> {
-        // Each volume's content is hashed on the way, and checked against its trailer.
-        let file = match self.volumes.count() {
-            1 => self.volumes.reader(),
-            _ => self.volumes.reader().hashing(),
-        };
+    /// The archive (across its volumes), positioned at `offset`.
+    fn open_at(&self, offset: u64) -> Result<super::volumes::VolumeReader, ArchiveError> {
+        let mut file = self.volumes.reader();
+        file.seek(SeekFrom::Start(offset)).map_err(self.io_err())?;
+        Ok(file)
+    }
+
+    /// Where the stretches of a parallel walk start: 0, then entry offsets about evenly
+    /// apart (a few stretches per thread, so one slow stretch does not hold the rest), none
+    /// shorter than 16 MiB.
+    fn stretches(&self, threads: usize) -> Vec<u64> {
+        const MIN_STRETCH: u64 = 16 << 20;
+        let mut offsets: Vec<u64> = self.index.entries.values().map(|e| e.offset).collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        let want = (self.body_end / (threads as u64 * 4)).max(MIN_STRETCH);
+        let mut cuts = vec![0];
+        if threads == 1 {
+            return cuts;
+        }
+        for o in offsets {
+            // The last stretch ends at the end of the tar, so keep it long enough too.
+            if o >= cuts[cuts.len() - 1] + want && o + MIN_STRETCH <= self.body_end {
+                cuts.push(o);
+            }
+        }
+        cuts
+    }
+
+    /// Walks `file`, positioned at `start` (an entry's offset, or 0), to `stop` (the next
+    /// stretch's start), or with no `stop` to the end of the tar. Returns the names found
+    /// (added to `seen`), where the walk ended, and the file.
+    fn walk_stretch<R: Read>(
+        &self,
+        file: R,
+        start: u64,
+        stop: Option<u64>,
+        mut seen: HashSet<String>,
+        first: bool,
+        report: &(dyn Fn(u64) + Sync),
+    ) -> Walked<R> {
         let mut src = Counted {
             inner: BufReader::with_capacity(READ_BUFFER, file),
-            pos: 0,
+            pos: start,
         };
-        let mut seen: HashSet<String> = HashSet::new();
         let mut blob_bytes = 0u64;
+        let mut reported = 0u64;
+        let mut progress = |n: u64| {
+            report(n - reported);
+            reported = n;
+        };
+        // Only the walk from the start checks that the first file is the metadata.
+        let mut first = first;
         loop {
+            if stop.is_some_and(|s| src.pos >= s) {
+                return Ok((seen, src.pos, src.inner.into_inner()));
+            }
             let start = src.pos;
             let step = match self.compression {
                 Compression::Zstd => {
@@ -568,8 +716,14 @@ impl ArchiveReader {
                     let mut frame = zstd::stream::read::Decoder::with_buffer(&mut src)
                         .map_err(self.io_err())?
                         .single_frame();
-                    let step =
-                        self.verify_step(&mut frame, start, &seen, &mut blob_bytes, &mut progress)?;
+                    let step = self.verify_step(
+                        &mut frame,
+                        start,
+                        &seen,
+                        first,
+                        &mut blob_bytes,
+                        &mut progress,
+                    )?;
                     if let Step::Entry(name) = &step {
                         let mut probe = [0u8; 1];
                         match frame.read(&mut probe) {
@@ -580,9 +734,14 @@ impl ArchiveReader {
                     }
                     step
                 }
-                Compression::None => {
-                    self.verify_step(&mut src, start, &seen, &mut blob_bytes, &mut progress)?
-                }
+                Compression::None => self.verify_step(
+                    &mut src,
+                    start,
+                    &seen,
+                    first,
+                    &mut blob_bytes,
+                    &mut progress,
+                )?,
             };
             match step {
                 Step::Entry(name) => {
@@ -598,26 +757,18 @@ impl ArchiveReader {
                         ));
                     }
                     seen.insert(name);
+                    first = false;
                 }
                 Step::Directory => {}
+                // A stretch that meets the end before its stop did not land there.
+                Step::End if stop.is_some() => return Ok((seen, u64::MAX, src.inner.into_inner())),
                 Step::End => break,
             }
         }
         if self.compression == Compression::Zstd && src.pos != self.body_end {
             return Err(self.bad("(end of tar)", "data after the end of the archive"));
         }
-        // Every tar entry was matched to the index above; now the other way round.
-        if let Some(name) = self.index.entries.keys().find(|n| !seen.contains(*n)) {
-            return Err(
-                self.bad_index(format!("entry {name:?} is in the index but not in the tar"))
-            );
-        }
-        if self.volumes.count() > 1 {
-            let hashes = src.inner.get_mut().finish_hashes().map_err(self.io_err())?;
-            self.volumes
-                .check_hashes(hashes.expect("read front to back"))?;
-        }
-        self.check_layout()
+        Ok((seen, src.pos, src.inner.into_inner()))
     }
 
     /// One entry of the tar walk: header, data (hashed), padding; or the end blocks and the
@@ -627,6 +778,7 @@ impl ArchiveReader {
         stream: &mut dyn Read,
         start: u64,
         seen: &HashSet<String>,
+        first: bool,
         blob_bytes: &mut u64,
         progress: &mut impl FnMut(u64),
     ) -> Result<Step, ArchiveError> {
@@ -683,7 +835,7 @@ impl ArchiveReader {
             ));
         }
         check_entry_name(&name).map_err(|why| self.bad(&name, why))?;
-        if seen.is_empty() && name != METADATA_ENTRY {
+        if first && seen.is_empty() && name != METADATA_ENTRY {
             return Err(self.bad(&name, format!("the first entry must be {METADATA_ENTRY}")));
         }
         if seen.contains(&name) {

@@ -16,6 +16,9 @@ use crate::digest::Digest;
 /// zstd level for layers that are compressed already (measured: level 3 costs ~0.6 s per
 /// GiB more than level 1 on 2 cores and saves nothing on gzip'd data).
 const FAST_LEVEL: i32 = 1;
+/// Entries smaller than this get a single-threaded frame: zstd's workers split input into
+/// jobs of megabytes, so threads only cost on small entries.
+const MULTITHREAD_MIN: u64 = 4 << 20;
 
 /// Layer media types whose content is gzip or zstd (OCI, Docker, nondistributable).
 fn is_compressed_layer(media_type: &str) -> bool {
@@ -80,6 +83,8 @@ impl ArchiveWriter {
             compression,
             zstd,
             next_level: None,
+            next_size: 0,
+            spare: None,
         };
         let mut builder = tar::Builder::new(frames);
         builder.mode(tar::HeaderMode::Deterministic);
@@ -162,6 +167,7 @@ impl ArchiveWriter {
             });
         }
         let offset = self.builder.get_ref().pos();
+        self.builder.get_mut().next_size = size;
         let mut header = tar::Header::new_gnu();
         header.set_size(size);
         header.set_mode(0o644);
@@ -260,9 +266,12 @@ impl<W: Write> Write for Counting<W> {
 
 type Out = Counting<VolumeWriter>;
 
+/// One reused compression context (and its worker threads) for every frame.
+type Encoder = zstd::stream::raw::Encoder<'static>;
+
 enum State {
     Raw(Out),
-    Frame(zstd::stream::write::Encoder<'static, Out>),
+    Frame(zstd::stream::zio::Writer<Out, Encoder>),
     /// Only while switching, or after a failed frame end.
     Broken,
 }
@@ -275,6 +284,10 @@ struct FrameWriter {
     zstd: ZstdOptions,
     /// Level of the next frame only (then back to `zstd.level`).
     next_level: Option<i32>,
+    /// Size of the next entry's content: small ones are compressed on one thread.
+    next_size: u64,
+    /// The context between frames, reset for the next one.
+    spare: Option<Encoder>,
 }
 
 impl FrameWriter {
@@ -282,14 +295,19 @@ impl FrameWriter {
     fn pos(&self) -> u64 {
         match &self.state {
             State::Raw(o) => o.pos,
-            State::Frame(e) => e.get_ref().pos,
+            State::Frame(e) => e.writer().pos,
             State::Broken => 0,
         }
     }
 
     fn cut(&mut self) -> io::Result<()> {
         match std::mem::replace(&mut self.state, State::Broken) {
-            State::Frame(enc) => self.state = State::Raw(enc.finish()?),
+            State::Frame(mut frame) => {
+                frame.finish()?;
+                let (out, enc) = frame.into_inner();
+                self.state = State::Raw(out);
+                self.spare = Some(enc);
+            }
             other => self.state = other,
         }
         Ok(())
@@ -302,12 +320,23 @@ impl FrameWriter {
                     unreachable!()
                 };
                 let level = self.next_level.take().unwrap_or(self.zstd.level);
-                let mut enc = zstd::stream::write::Encoder::new(out, level)?;
-                enc.include_checksum(true)?;
-                if self.zstd.workers > 1 {
-                    enc.multithread(self.zstd.workers)?;
-                }
-                self.state = State::Frame(enc);
+                let workers = if self.next_size >= MULTITHREAD_MIN && self.zstd.workers > 1 {
+                    self.zstd.workers
+                } else {
+                    0
+                };
+                let mut enc = match self.spare.take() {
+                    Some(mut enc) => {
+                        zstd::stream::raw::Operation::reinit(&mut enc)?;
+                        enc
+                    }
+                    None => Encoder::new(level)?,
+                };
+                use zstd::stream::raw::CParameter;
+                enc.set_parameter(CParameter::CompressionLevel(level))?;
+                enc.set_parameter(CParameter::ChecksumFlag(true))?;
+                enc.set_parameter(CParameter::NbWorkers(workers))?;
+                self.state = State::Frame(zstd::stream::zio::Writer::new(out, enc));
             }
         }
         match &mut self.state {

@@ -24,6 +24,9 @@ pub struct VerifyArgs {
     /// changed).
     #[arg(long, value_name = "PUB", conflicts_with = "volume_only")]
     pub key: Option<PathBuf>,
+    /// Threads that decode and hash entries at once (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 pub fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<i32> {
@@ -68,10 +71,14 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<i32> {
         signed = crate::archive::signer(r.index());
         let total = r.metadata().total_size;
         let bar = crate::progress::Progress::new("verified", total, quiet);
-        let mut last = 0;
-        let summary = r.verify(|done| {
-            crate::copy::CopyObserver::bytes(&bar, done - last);
-            last = done;
+        let last = std::sync::atomic::AtomicU64::new(0);
+        let threads = args
+            .threads
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let summary = r.verify_with(threads, |done| {
+            let before = last.fetch_max(done, std::sync::atomic::Ordering::Relaxed);
+            crate::copy::CopyObserver::bytes(&bar, done.saturating_sub(before));
         });
         bar.finish();
         summary.map(|s| (s, r.volumes().count()))

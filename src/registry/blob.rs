@@ -2,7 +2,8 @@
 //! asks again with `Range: bytes=N-` (within the retry budget) and carries on where it
 //! stopped. A body that stalls (see [`super::timeout`]) counts as dropped. The caller wraps
 //! it in [`crate::digest::VerifyingStream`], so the hash runs across every resumed piece and
-//! nothing is ever buffered whole.
+//! nothing is ever buffered whole. A part of a blob (`Range: bytes=A-B`, for concurrent
+//! fetches of one blob) resumes the same way, within its part.
 
 use std::io;
 use std::sync::Arc;
@@ -21,8 +22,10 @@ pub(crate) struct Resuming {
     repository: String,
     digest: Digest,
     size: u64,
-    /// Bytes handed on so far: where a resumed request starts.
+    /// Where a resumed request starts: the first byte not yet handed on.
     offset: u64,
+    /// End (exclusive) of the part being fetched; `None`: to the blob's end.
+    end: Option<u64>,
     resumes: u32,
     body: Option<BoxStream<'static, io::Result<Bytes>>>,
 }
@@ -34,6 +37,7 @@ impl Resuming {
         repository: String,
         digest: Digest,
         size: u64,
+        range: (u64, Option<u64>),
         first: Response,
     ) -> Resuming {
         let body = client.watched(first).boxed();
@@ -43,7 +47,8 @@ impl Resuming {
             repository,
             digest,
             size,
-            offset: 0,
+            offset: range.0,
+            end: range.1,
             resumes: 0,
             body: Some(body),
         }
@@ -60,7 +65,13 @@ impl Resuming {
                 None => {
                     let resp = self
                         .client
-                        .open_blob(&self.ep, &self.repository, &self.digest, self.offset)
+                        .open_blob(
+                            &self.ep,
+                            &self.repository,
+                            &self.digest,
+                            self.offset,
+                            self.end,
+                        )
                         .await
                         .map_err(io::Error::other)?;
                     self.body.insert(self.client.watched(resp).boxed())

@@ -1059,6 +1059,50 @@ impl Client {
         digest: &Digest,
         size: u64,
     ) -> Result<BlobStream, RegistryError> {
+        let stream = self
+            .open_resuming(registry, repository, digest, size, 0, None)
+            .await?;
+        Ok(Box::pin(crate::digest::VerifyingStream::new(
+            stream,
+            digest.clone(),
+            size,
+        )))
+    }
+
+    /// Bytes `offset..offset + len` of a blob (`Range`), resumed within the part if the
+    /// connection drops. Not verified: the caller hashes the parts together, in order. A
+    /// registry that ignores Range answers the first part with the whole blob, which is
+    /// passed on as it is (the caller sees more than `len` bytes and takes it whole);
+    /// for a later part that is an error.
+    pub async fn get_blob_part(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<BlobStream, RegistryError> {
+        self.open_resuming(
+            registry,
+            repository,
+            digest,
+            size,
+            offset,
+            Some(offset + len),
+        )
+        .await
+    }
+
+    async fn open_resuming(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        offset: u64,
+        end: Option<u64>,
+    ) -> Result<BlobStream, RegistryError> {
         let image = format!("{registry}/{repository}@{digest}");
         let (ep, repo, body) = self
             .read_through(
@@ -1067,27 +1111,37 @@ impl Client {
                 image,
                 |loc| async move {
                     let ep = self.endpoint(&loc.registry).await?;
-                    let resp = self.open_blob(&ep, &loc.repository, digest, 0).await?;
+                    let resp = self
+                        .open_blob(&ep, &loc.repository, digest, offset, end)
+                        .await?;
                     Ok((ep, loc.repository, resp))
                 },
                 |_| true,
             )
             .await?;
-        let stream = blob::Resuming::new(self.clone(), ep, repo, digest.clone(), size, body);
-        Ok(Box::pin(crate::digest::VerifyingStream::new(
-            stream.into_stream(),
+        // A 200 to a ranged request is the whole blob: resume it as such.
+        let end = end.filter(|_| body.status() == StatusCode::PARTIAL_CONTENT);
+        let stream = blob::Resuming::new(
+            self.clone(),
+            ep,
+            repo,
             digest.clone(),
             size,
-        )))
+            (offset, end),
+            body,
+        );
+        Ok(Box::pin(stream.into_stream()))
     }
 
-    /// `GET` a blob from `offset` on; the answer must be 200 (from 0) or 206.
+    /// `GET` a blob from `offset` on (to `end`, exclusive, when given); the answer must be
+    /// 200 (from 0) or 206.
     async fn open_blob(
         &self,
         ep: &Endpoint,
         repository: &str,
         digest: &Digest,
         offset: u64,
+        end: Option<u64>,
     ) -> Result<Response, RegistryError> {
         let call = self.call(
             ep,
@@ -1097,18 +1151,19 @@ impl Client {
             Action::Pull,
             format!("blob {digest}"),
         )?;
-        let range = format!("bytes={offset}-");
-        let build = move |rb: RequestBuilder, _: &Arc<Meter>| {
-            if offset > 0 {
-                rb.header(reqwest::header::RANGE, range.clone())
-            } else {
-                rb
-            }
+        let range = match end {
+            Some(end) => Some(format!("bytes={offset}-{}", end.saturating_sub(1))),
+            None if offset > 0 => Some(format!("bytes={offset}-")),
+            None => None,
+        };
+        let build = move |rb: RequestBuilder, _: &Arc<Meter>| match &range {
+            Some(r) => rb.header(reqwest::header::RANGE, r.clone()),
+            None => rb,
         };
         let resp = self.send(&call, &build).await?;
         match (offset, resp.status()) {
             (0, StatusCode::OK) => Ok(resp),
-            (o, StatusCode::PARTIAL_CONTENT) if o > 0 => {
+            (o, StatusCode::PARTIAL_CONTENT) if o > 0 || end.is_some() => {
                 let start = resp
                     .headers()
                     .get(reqwest::header::CONTENT_RANGE)
@@ -1121,7 +1176,7 @@ impl Client {
                         registry: ep.registry.clone(),
                         repository: repository.to_string(),
                         why: format!(
-                            "blob {digest}: asked to resume at byte {o}, the registry answered Content-Range starting at {start:?}"
+                            "blob {digest}: asked for bytes from {o}, the registry answered Content-Range starting at {start:?}"
                         ),
                     });
                 }
@@ -1130,9 +1185,15 @@ impl Client {
             (o, StatusCode::OK) if o > 0 => Err(RegistryError::Protocol {
                 registry: ep.registry.clone(),
                 repository: repository.to_string(),
-                why: format!(
-                    "blob {digest}: the connection dropped at byte {o} and the registry ignored the Range request (HTTP 200, not 206), so the download cannot resume; try again"
-                ),
+                why: if end.is_some() {
+                    format!(
+                        "blob {digest}: asked for a part from byte {o} and the registry ignored the Range request (HTTP 200, not 206); try again with --concurrency 1"
+                    )
+                } else {
+                    format!(
+                        "blob {digest}: the connection dropped at byte {o} and the registry ignored the Range request (HTTP 200, not 206), so the download cannot resume; try again"
+                    )
+                },
             }),
             _ => Err(self.fail(&call, resp).await),
         }
@@ -1180,6 +1241,52 @@ impl Client {
         digest: &Digest,
         from_repository: &str,
     ) -> Result<bool, RegistryError> {
+        match self
+            .try_mount(registry, repository, digest, from_repository)
+            .await?
+        {
+            Mount::Mounted => Ok(true),
+            Mount::Refused(session) => {
+                if let Some(url) = session {
+                    let ep = self.endpoint(registry).await?;
+                    self.cancel_upload(&ep, repository, url).await;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Mounts a blob from `from_repository`, or when the registry will not (202), uploads it
+    /// through the session that answer opened: no HEAD first and no second POST.
+    pub async fn mount_or_put_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        from_repository: &str,
+        open: &(dyn Fn() -> BlobStream + Send + Sync),
+    ) -> Result<bool, RegistryError> {
+        match self
+            .try_mount(registry, repository, digest, from_repository)
+            .await?
+        {
+            Mount::Mounted => Ok(true),
+            Mount::Refused(session) => {
+                self.put_blob_in(registry, repository, digest, size, open, session)
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn try_mount(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        from_repository: &str,
+    ) -> Result<Mount, RegistryError> {
         let ep = self.endpoint(registry).await?;
         let mut call = self.call(
             &ep,
@@ -1196,13 +1303,8 @@ impl Client {
         call.scopes.push(auth::repo_scope(from_repository, false));
         let resp = self.send(&call, &empty_body).await?;
         match resp.status() {
-            StatusCode::CREATED => Ok(true),
-            StatusCode::ACCEPTED => {
-                if let Ok(loc) = location(&call, &resp) {
-                    self.cancel_upload(&ep, repository, loc).await;
-                }
-                Ok(false)
-            }
+            StatusCode::CREATED => Ok(Mount::Mounted),
+            StatusCode::ACCEPTED => Ok(Mount::Refused(location(&call, &resp).ok())),
             _ => Err(self.fail(&call, resp).await),
         }
     }
@@ -1235,6 +1337,22 @@ impl Client {
         size: u64,
         open: &(dyn Fn() -> BlobStream + Send + Sync),
     ) -> Result<(), RegistryError> {
+        self.put_blob_in(registry, repository, digest, size, open, None)
+            .await
+    }
+
+    /// [`Client::put_blob`], the first attempt through `session` (an upload a refused
+    /// mount opened) when given.
+    async fn put_blob_in(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        open: &(dyn Fn() -> BlobStream + Send + Sync),
+        session: Option<Url>,
+    ) -> Result<(), RegistryError> {
+        let session = std::sync::Mutex::new(session);
         let ep = self.endpoint(registry).await?;
         let post = self.call(
             &ep,
@@ -1247,19 +1365,25 @@ impl Client {
         let label = format!("upload of {digest} to {}", post.label());
         self.retrier()
             .run(registry, &label, || async {
-                let resp = match self
-                    .step(&post, self.send_once(&post, &empty_body).await)
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(a) => return a,
-                };
-                if resp.status() != StatusCode::ACCEPTED {
-                    return Attempt::Done(Err(self.fail(&post, resp).await));
-                }
-                let mut url = match location(&post, &resp) {
-                    Ok(u) => u,
-                    Err(e) => return Attempt::Done(Err(e)),
+                let given = session.lock().expect("session lock").take();
+                let mut url = match given {
+                    Some(url) => url,
+                    None => {
+                        let resp = match self
+                            .step(&post, self.send_once(&post, &empty_body).await)
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(a) => return a,
+                        };
+                        if resp.status() != StatusCode::ACCEPTED {
+                            return Attempt::Done(Err(self.fail(&post, resp).await));
+                        }
+                        match location(&post, &resp) {
+                            Ok(u) => u,
+                            Err(e) => return Attempt::Done(Err(e)),
+                        }
+                    }
                 };
                 url.query_pairs_mut().append_pair("digest", digest.as_str());
                 let put = Call {
@@ -1366,6 +1490,13 @@ impl Client {
             _ => Err(self.fail(&call, resp).await),
         }
     }
+}
+
+/// What a mount request got: the blob linked, or an upload session instead (when the
+/// registry said where).
+enum Mount {
+    Mounted,
+    Refused(Option<Url>),
 }
 
 fn accept_manifests(rb: RequestBuilder, _: &Arc<Meter>) -> RequestBuilder {

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::{BlobStream, Client};
-use crate::copy::{CopyError, Descriptor, ImageDestination, ImageSource, Manifest};
+use crate::copy::{
+    BlobOpener, BlobOutcome, CopyError, Descriptor, ImageDestination, ImageSource, Manifest,
+};
 use crate::digest::Digest;
 use crate::reference::Reference;
 
@@ -48,6 +50,25 @@ impl ImageSource for RegistrySource {
                 .map_err(std::io::Error::other)
         };
         Box::pin(futures_util::stream::once(fetch).try_flatten())
+    }
+
+    fn blob_part(
+        &self,
+        image: &Reference,
+        desc: &Descriptor,
+        offset: u64,
+        len: u64,
+    ) -> Option<BlobStream> {
+        let client = self.client.clone();
+        let (registry, repository) = (image.registry().to_string(), image.repository().to_string());
+        let (digest, size) = (desc.digest.clone(), desc.size);
+        let fetch = async move {
+            client
+                .get_blob_part(&registry, &repository, &digest, size, offset, len)
+                .await
+                .map_err(std::io::Error::other)
+        };
+        Some(Box::pin(futures_util::stream::once(fetch).try_flatten()))
     }
 }
 
@@ -125,26 +146,58 @@ impl ImageDestination for RegistryDest {
         target: &Reference,
         desc: &Descriptor,
         from: &Reference,
-    ) -> Result<bool, CopyError> {
+        blob: &dyn BlobOpener,
+    ) -> Result<BlobOutcome, CopyError> {
         if from.registry() != target.registry() || from.repository() == target.repository() {
-            return Ok(false);
+            if self.has_blob(target, desc).await? {
+                return Ok(BlobOutcome::Existed);
+            }
+            self.put_blob(target, desc, blob).await?;
+            return Ok(BlobOutcome::Copied);
         }
-        Ok(self
+        let mounted = self
             .client
-            .mount_blob(
+            .mount_or_put_blob(
                 target.registry(),
                 target.repository(),
                 &desc.digest,
+                desc.size,
                 from.repository(),
+                &|| blob.open(),
             )
-            .await?)
+            .await?;
+        Ok(if mounted {
+            BlobOutcome::Mounted
+        } else {
+            BlobOutcome::Copied
+        })
+    }
+
+    /// Every repository that will receive pushes accepts them (ECR's must exist first):
+    /// checked once each, before the first byte moves, and only for images not there yet.
+    async fn prepare(&self, targets: &[&Reference]) -> Result<(), CopyError> {
+        let mut repos: Vec<(String, String)> = targets
+            .iter()
+            .map(|t| (t.registry().to_string(), t.repository().to_string()))
+            .collect();
+        repos.sort();
+        repos.dedup();
+        let client = &self.client;
+        futures_util::stream::iter(repos)
+            .map(|(registry, repository)| async move {
+                client.check_push(&registry, &repository).await
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 
     async fn put_blob(
         &self,
         target: &Reference,
         desc: &Descriptor,
-        open: &(dyn Fn() -> BlobStream + Send + Sync),
+        blob: &dyn BlobOpener,
     ) -> Result<(), CopyError> {
         Ok(self
             .client
@@ -153,7 +206,7 @@ impl ImageDestination for RegistryDest {
                 target.repository(),
                 &desc.digest,
                 desc.size,
-                open,
+                &|| blob.open(),
             )
             .await?)
     }

@@ -199,6 +199,7 @@ mod tests {
                 media_type: "x".into(),
             }],
             platforms: vec![],
+            fetched: Default::default(),
         }
     }
 

@@ -34,6 +34,8 @@ pub enum Fault {
     /// Answer this status with a body of this many bytes (`Content-Length` declared or not);
     /// what the client took is counted in [`FaultyProxy::huge_sent`].
     Huge(u16, u64, bool),
+    /// Forward without the request's `Range` header (a server that ignores ranges).
+    NoRange,
 }
 
 /// One request as the proxy saw it.
@@ -42,6 +44,8 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub fault: Option<Fault>,
+    /// The request's `Range` header, if any.
+    pub range: Option<String>,
 }
 
 type Rule = dyn Fn(&str, &str, usize) -> Option<Fault> + Send + Sync;
@@ -150,6 +154,7 @@ fn handle(
     let method = first.next().unwrap_or("").to_string();
     let path = first.next().unwrap_or("").to_string();
     let mut length = 0usize;
+    let mut range = None;
     let mut headers = Vec::new();
     for l in lines.filter(|l| !l.is_empty()) {
         let lower = l.to_ascii_lowercase();
@@ -158,6 +163,9 @@ fn handle(
         }
         if let Some(v) = lower.strip_prefix("content-length:") {
             length = v.trim().parse().unwrap_or(0);
+        }
+        if let Some(v) = lower.strip_prefix("range:") {
+            range = Some(v.trim().to_string());
         }
         headers.push(l.to_string());
     }
@@ -169,7 +177,11 @@ fn handle(
             method: method.clone(),
             path: path.clone(),
             fault: fault.clone(),
+            range: range.clone(),
         });
+        if fault == Some(Fault::NoRange) {
+            headers.retain(|h| !h.to_ascii_lowercase().starts_with("range:"));
+        }
         fault
     };
     let answer = |client: &mut TcpStream, status: &str, extra: &str, body: &str| {
@@ -237,7 +249,7 @@ fn handle(
         }
         Some(Fault::Delay(d)) => std::thread::sleep(d),
         Some(Fault::Cut(n)) => cut = Some(n),
-        None => {}
+        Some(Fault::NoRange) | None => {}
     }
     let Ok(mut server) = TcpStream::connect(upstream) else {
         return;
