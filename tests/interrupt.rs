@@ -93,7 +93,9 @@ fn sigint_and_sigterm_during_export_remove_the_partial_archive() {
             "{sig}: {}",
             String::from_utf8_lossy(&res.stderr)
         );
-        assert!(String::from_utf8_lossy(&res.stderr).contains("interrupted"));
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(err.contains("interrupted"), "{err}");
+        assert!(!err.contains("panicked"), "{sig}: {err}");
         assert!(!out.exists(), "{sig}: no archive");
         assert_eq!(partials(work.path()), Vec::<String>::new(), "{sig}");
     }

@@ -119,6 +119,16 @@ pub fn run_until_signal<T>(
             _ = term.recv() => Err(Interrupted { signal: "SIGTERM" }.into()),
         }
     });
+    // After a signal, a blocking task cut off mid-write by the shutdown below panics in
+    // its own thread as it unwinds (cleaning up as it goes); its message would only bury
+    // the one line that matters, so it is not printed.
+    if result
+        .as_ref()
+        .err()
+        .is_some_and(|e| e.downcast_ref::<Interrupted>().is_some())
+    {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
     // Tasks spawned by the command hold parts of its output; dropping them cleans up.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     result

@@ -976,18 +976,8 @@ impl Client {
         repository: &str,
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
-        let image = image_name(registry, repository, reference);
-        self.read_through(
-            registry,
-            repository,
-            image,
-            |loc| async move {
-                self.head_manifest_at(&loc.registry, &loc.repository, reference)
-                    .await
-            },
-            Option::is_some,
-        )
-        .await
+        self.head_manifest_through(registry, repository, reference, Option::is_some)
+            .await
     }
 
     /// As [`Client::head_manifest`], but the first location that answers decides: a
@@ -999,6 +989,18 @@ impl Client {
         repository: &str,
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
+        self.head_manifest_through(registry, repository, reference, |_| true)
+            .await
+    }
+
+    /// HEAD through the mirrors; `accept` says which answer ends the search.
+    async fn head_manifest_through(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+        accept: fn(&Option<Digest>) -> bool,
+    ) -> Result<Option<Digest>, RegistryError> {
         let image = image_name(registry, repository, reference);
         self.read_through(
             registry,
@@ -1008,7 +1010,7 @@ impl Client {
                 self.head_manifest_at(&loc.registry, &loc.repository, reference)
                     .await
             },
-            |_| true,
+            accept,
         )
         .await
     }
