@@ -104,7 +104,11 @@ pub fn withhold_secrets(carried: &mut Carried) -> Result<Withheld, OverlayError>
                 .filter(|d| !is_secret(d))
                 .map(|d| d.raw)
                 .collect();
-            f.data = kept.join("\n---\n").into_bytes();
+            f.data = match format {
+                crate::yaml::Format::Yaml => kept.join("\n---\n").into_bytes(),
+                // A JSON file is one document: the Secret it was.
+                crate::yaml::Format::Json => Vec::new(),
+            };
             withheld.secret_files.push(f.path.clone());
         }
     }
@@ -303,6 +307,38 @@ mod tests {
             data: data.as_bytes().to_vec(),
             secret: false,
         }
+    }
+
+    #[test]
+    fn password_values_and_secrets_are_withheld_the_rest_kept() {
+        let mut c = Carried {
+            release: vec![
+                file(
+                    "upstream/config.yaml",
+                    "apiVersion: kots.io/v1beta1\nkind: Config\nmetadata: {name: c}\nspec:\n  groups:\n  - name: g\n    items:\n    - {name: pw, type: password}\n    - {name: host, type: text}\n",
+                ),
+                file(
+                    CONFIG_VALUES,
+                    "apiVersion: kots.io/v1beta1\nkind: ConfigValues\nmetadata: {name: c}\nspec:\n  values:\n    pw: {default: s3cret-generated}\n    host: {value: db.local}\n",
+                ),
+                file(
+                    "base/app.yaml",
+                    "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {pw: s3cret-generated}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n",
+                ),
+            ],
+            operator: vec![],
+        };
+        let w = withhold_secrets(&mut c).unwrap();
+        assert_eq!(w.values, ["pw"]);
+        assert_eq!(w.secret_files, ["base/app.yaml"]);
+        for f in &c.release {
+            let text = String::from_utf8_lossy(&f.data);
+            assert!(!text.contains("s3cret-generated"), "{}: {text}", f.path);
+        }
+        let values = ConfigValues::parse(&String::from_utf8_lossy(&c.release[1].data)).unwrap();
+        assert_eq!(values.withheld.iter().collect::<Vec<_>>(), ["pw"]);
+        assert_eq!(values.values["host"].value.as_deref(), Some("db.local"));
+        assert!(String::from_utf8_lossy(&c.release[2].data).contains("kind: ConfigMap"));
     }
 
     fn minimal() -> Carried {
