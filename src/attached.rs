@@ -47,9 +47,10 @@ pub fn app_rewrites(rewrites: &[ImageRewrite]) -> Vec<ImageRewrite> {
 }
 
 /// The attached artifacts the source holds for `images` (their top-level manifests; a
-/// signature of a platform manifest is not looked for), each as a tag reference. They are
-/// looked for where the image is (its mirror, when it has one). A lookup that fails is said
-/// at debug level and skipped: attachments never fail an export.
+/// signature of a platform manifest is not looked for), each as a tag reference. Each is
+/// asked of the first location that answers (the mirror, when one is configured: an image
+/// the mirror lacks and upstream serves has its attachments looked for in the mirror only).
+/// A lookup that fails is said at debug level and skipped: attachments never fail an export.
 pub async fn find(client: &Client, images: &[ResolvedImage], concurrency: usize) -> Vec<Reference> {
     let asks: Vec<Reference> = images
         .iter()

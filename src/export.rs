@@ -66,13 +66,25 @@ pub async fn with_attached(
     concurrency: usize,
 ) -> Result<Vec<ResolvedImage>, CopyError> {
     let found = crate::attached::find(client, &images, concurrency).await;
-    if !found.is_empty() {
+    // One that cannot be read is skipped: attachments never fail an export or pull.
+    let resolved: Vec<ResolvedImage> = stream::iter(&found)
+        .map(|r| async move {
+            copy::resolve(source, r, &[])
+                .await
+                .inspect_err(|e| tracing::warn!("{r}: not carried: {e}"))
+                .ok()
+        })
+        .buffered(concurrency.max(1))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await;
+    if !resolved.is_empty() {
         tracing::info!(
             "carrying {} signature(s), attestation(s), SBOM(s) or referrer index(es) attached to the images",
-            found.len()
+            resolved.len()
         );
-        images.extend(resolve_all(source, &found, &[], concurrency).await?);
     }
+    images.extend(resolved);
     Ok(images)
 }
 

@@ -40,10 +40,13 @@ impl Kustomize {
     /// The tool, or `None` when none is installed.
     pub fn find() -> Option<Kustomize> {
         if let Some(p) = std::env::var_os("KOTS_BUNDLE_KUBECTL") {
-            return Some(Kustomize {
-                path: PathBuf::from(p),
-                verb: "kustomize",
-            });
+            let path = PathBuf::from(p);
+            // A standalone kustomize builds with `build`; kubectl (or oc) with `kustomize`.
+            let standalone = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("kustomize"));
+            let verb = if standalone { "build" } else { "kustomize" };
+            return Some(Kustomize { path, verb });
         }
         let on_path = |name: &str| {
             std::env::var_os("PATH").and_then(|paths| {
@@ -116,7 +119,11 @@ impl Kustomize {
         if why.is_empty() {
             why = out.status.to_string();
         }
-        why.truncate(MAX_STDERR);
+        let mut end = why.len().min(MAX_STDERR);
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        why.truncate(end);
         Err(BuildError::Failed { tool, why })
     }
 }

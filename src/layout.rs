@@ -202,8 +202,9 @@ impl Layout {
         for entry in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
             let entry = entry.map_err(io_at(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            // Temporary files of a write in progress start with a dot.
-            if name.starts_with('.') || live.contains(&name) {
+            // Temporary files of a write in progress start with a dot; only blob files go.
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            if name.starts_with('.') || live.contains(&name) || !is_file {
                 continue;
             }
             let path = entry.path();

@@ -617,6 +617,11 @@ impl ArchiveReader {
     /// on the way and checked against its trailer; a damaged volume is named, rather than
     /// only the entry found damaged in it.
     fn verify_volumes(&self, progress: impl Fn(u64) + Sync) -> Result<VerifySummary, ArchiveError> {
+        // The walk reports increments; the caller wants bytes so far.
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let progress = |n: u64| {
+            progress(read.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n);
+        };
         let walked = self
             .walk_stretch(
                 self.volumes.reader().hashing(),

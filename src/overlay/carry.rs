@@ -31,7 +31,7 @@ pub struct Carried {
 /// What [`withhold_secrets`] left out.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Withheld {
-    /// `base/` files whose Secret objects were removed.
+    /// Files whose Secrets (or documents holding a withheld value) were removed.
     pub secret_files: Vec<String>,
     /// Config items (type `password`) whose saved values were removed.
     pub values: Vec<String>,
@@ -44,9 +44,11 @@ impl Withheld {
 }
 
 /// Removes from `carried` what holds the app's secrets, for a copy kept outside the app
-/// directory: Secret objects of `base/` (the next import renders them again) and the saved
-/// values of `password` config items, which are marked withheld so that the next render asks
-/// for them instead of generating new ones.
+/// directory: the saved values of `password` config items (marked withheld, so that the next
+/// render asks for them instead of generating new ones), and every document of `base/` and
+/// of the operator's YAML files that is a Secret or holds a withheld value (as written or
+/// base64), which the next import renders again. A Config that cannot be read stops the
+/// store rather than letting passwords through.
 pub fn withhold_secrets(carried: &mut Carried) -> Result<Withheld, OverlayError> {
     let mut withheld = Withheld::default();
     let upstream: Vec<crate::upstream::ManifestFile> = carried
@@ -61,9 +63,12 @@ pub fn withhold_secrets(carried: &mut Carried) -> Result<Withheld, OverlayError>
                 })
         })
         .collect();
+    let unreadable = |why: String| OverlayError::Midstream {
+        path: "upstream/ (the app's Config)".into(),
+        why,
+    };
     let passwords: Vec<String> = crate::render::app_config(&upstream)
-        .ok()
-        .flatten()
+        .map_err(|e| unreadable(e.to_string()))?
         .map(|c| {
             c.items()
                 .filter(|i| i.item_type == "password")
@@ -71,46 +76,65 @@ pub fn withhold_secrets(carried: &mut Carried) -> Result<Withheld, OverlayError>
                 .collect()
         })
         .unwrap_or_default();
+    // The values themselves, to find them wherever the app rendered them.
+    let mut secrets: Vec<String> = Vec::new();
     for f in &mut carried.release {
-        if f.path == CONFIG_VALUES {
-            let text = String::from_utf8_lossy(&f.data).into_owned();
-            let mut values = ConfigValues::parse(&text).map_err(|e| OverlayError::Midstream {
-                path: CONFIG_VALUES.into(),
-                why: e.to_string(),
-            })?;
-            for name in &passwords {
-                if values.values.remove(name).is_some() {
-                    values.withheld.insert(name.clone());
-                    withheld.values.push(name.clone());
-                }
-            }
-            f.data = values.to_yaml().into_bytes();
-        } else if let Some(rel) = f.path.strip_prefix("base/") {
-            let Some(format) = crate::yaml::Format::of(rel) else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&f.data).into_owned();
-            let docs = crate::yaml::documents(&text, format);
-            let is_secret = |d: &crate::yaml::Document| {
-                d.parsed.as_ref().is_ok_and(|v| {
-                    v.get("kind").and_then(serde_yaml_ng::Value::as_str) == Some("Secret")
-                })
-            };
-            if !docs.iter().any(is_secret) {
-                continue;
-            }
-            let kept: Vec<&str> = docs
-                .iter()
-                .filter(|d| !is_secret(d))
-                .map(|d| d.raw)
-                .collect();
-            f.data = match format {
-                crate::yaml::Format::Yaml => kept.join("\n---\n").into_bytes(),
-                // A JSON file is one document: the Secret it was.
-                crate::yaml::Format::Json => Vec::new(),
-            };
-            withheld.secret_files.push(f.path.clone());
+        if f.path != CONFIG_VALUES {
+            continue;
         }
+        let text = String::from_utf8_lossy(&f.data).into_owned();
+        let mut values = ConfigValues::parse(&text).map_err(|e| OverlayError::Midstream {
+            path: CONFIG_VALUES.into(),
+            why: e.to_string(),
+        })?;
+        for name in &passwords {
+            if let Some(v) = values.values.remove(name) {
+                for s in [v.value, v.value_plaintext, v.default]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !s.is_empty() {
+                        use base64::Engine as _;
+                        secrets.push(base64::engine::general_purpose::STANDARD.encode(&s));
+                        secrets.push(s);
+                    }
+                }
+                values.withheld.insert(name.clone());
+                withheld.values.push(name.clone());
+            }
+        }
+        f.data = values.to_yaml().into_bytes();
+    }
+    let holds_secret = |d: &crate::yaml::Document| {
+        secrets.iter().any(|s| d.raw.contains(s.as_str()))
+            || d.parsed.as_ref().is_ok_and(|v| {
+                v.get("kind").and_then(serde_yaml_ng::Value::as_str) == Some("Secret")
+            })
+    };
+    let base = carried
+        .release
+        .iter_mut()
+        .filter(|f| f.path.starts_with("base/"));
+    for f in base.chain(carried.operator.iter_mut()) {
+        let Some(format) = crate::yaml::Format::of(&f.path) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&f.data).into_owned();
+        let docs = crate::yaml::documents(&text, format);
+        if !docs.iter().any(holds_secret) {
+            continue;
+        }
+        let kept: Vec<&str> = docs
+            .iter()
+            .filter(|d| !holds_secret(d))
+            .map(|d| d.raw)
+            .collect();
+        f.data = match format {
+            crate::yaml::Format::Yaml => kept.join("\n---\n").into_bytes(),
+            // A JSON file is one document: the one left out.
+            crate::yaml::Format::Json => Vec::new(),
+        };
+        withheld.secret_files.push(f.path.clone());
     }
     Ok(withheld)
 }
@@ -323,17 +347,29 @@ mod tests {
                 ),
                 file(
                     "base/app.yaml",
-                    "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {pw: s3cret-generated}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n",
+                    "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {pw: s3cret-generated}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: leak}\ndata: {b64: czNjcmV0LWdlbmVyYXRlZA==}\n",
                 ),
             ],
-            operator: vec![],
+            operator: vec![file(
+                "overlays/downstream/db.yaml",
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: mine}\nstringData: {x: operator-secret}\n",
+            )],
         };
         let w = withhold_secrets(&mut c).unwrap();
         assert_eq!(w.values, ["pw"]);
-        assert_eq!(w.secret_files, ["base/app.yaml"]);
-        for f in &c.release {
+        assert_eq!(
+            w.secret_files,
+            ["base/app.yaml", "overlays/downstream/db.yaml"]
+        );
+        for f in c.release.iter().chain(&c.operator) {
             let text = String::from_utf8_lossy(&f.data);
-            assert!(!text.contains("s3cret-generated"), "{}: {text}", f.path);
+            for secret in [
+                "s3cret-generated",
+                "czNjcmV0LWdlbmVyYXRlZA==",
+                "operator-secret",
+            ] {
+                assert!(!text.contains(secret), "{}: {text}", f.path);
+            }
         }
         let values = ConfigValues::parse(&String::from_utf8_lossy(&c.release[1].data)).unwrap();
         assert_eq!(values.withheld.iter().collect::<Vec<_>>(), ["pw"]);

@@ -610,7 +610,11 @@ pub fn resolve_allowing_missing(
             }
         }
     }
-    for name in &stored.withheld {
+    for name in stored
+        .withheld
+        .iter()
+        .filter(|n| known.contains(n.as_str()))
+    {
         let empty = values
             .get(name)
             .is_none_or(|v| v.value.is_empty() && v.default.is_empty());

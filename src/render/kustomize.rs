@@ -25,9 +25,23 @@ pub const FILE_NAMES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Ku
 pub const OUTPUT_FILE: &str = "kustomize-build.yaml";
 
 /// Keys of a kustomization whose entries are kustomizations or resource files.
-const RESOURCE_KEYS: &[&str] = &["resources", "bases", "components", "crds"];
+const RESOURCE_KEYS: &[&str] = &[
+    "resources",
+    "bases",
+    "components",
+    "crds",
+    "transformers",
+    "generators",
+    "validators",
+    "configurations",
+];
 /// Keys whose entries (strings, or maps with a `path`) name files the build reads.
-const FILE_KEYS: &[&str] = &["patchesStrategicMerge", "patches", "patchesJson6902"];
+const FILE_KEYS: &[&str] = &[
+    "patchesStrategicMerge",
+    "patches",
+    "patchesJson6902",
+    "replacements",
+];
 /// Generators: `files` and `envs` (and the older `env`) name files the build reads.
 const GENERATOR_KEYS: &[&str] = &["configMapGenerator", "secretGenerator"];
 
@@ -309,7 +323,12 @@ fn named_paths(f: &ManifestFile, dir: &str) -> Result<BTreeSet<String>, Kustomiz
             .unwrap_or_default()
     };
     for key in RESOURCE_KEYS {
-        raw.extend(strings(v.get(key)));
+        // `transformers:` and the like may hold inline YAML, not a path.
+        raw.extend(
+            strings(v.get(key))
+                .into_iter()
+                .filter(|e| !e.contains('\n')),
+        );
     }
     for key in FILE_KEYS {
         for item in v
@@ -384,7 +403,10 @@ fn resolve(dir: &str, entry: &str) -> Result<String, String> {
         }
     }
     let path = parts.join("/");
-    crate::names::relative_path(&path).map_err(|why| format!("names {entry:?}: {why}"))?;
+    // `""` is the top of the upstream (an overlay naming `../..`).
+    if !path.is_empty() {
+        crate::names::relative_path(&path).map_err(|why| format!("names {entry:?}: {why}"))?;
+    }
     Ok(path)
 }
 
@@ -440,6 +462,25 @@ mod tests {
         assert!(v.consumes("base/deploy.yaml"));
         assert!(v.consumes("overlays/prod/p.yaml"));
         assert!(!v.consumes("other.yaml"));
+    }
+
+    #[test]
+    fn an_overlay_can_include_the_top_kustomization() {
+        let files = [
+            file("kustomization.yaml", "resources: [app.yaml]\n"),
+            file("app.yaml", "kind: ConfigMap\n"),
+            file(
+                "overlays/prod/kustomization.yaml",
+                "resources: [../..]\ntransformers:\n- |\n  apiVersion: builtin\n  kind: LabelTransformer\n",
+            ),
+        ];
+        let v = vendor(&files).unwrap();
+        let roots: Vec<&str> = v
+            .roots
+            .iter()
+            .map(|&i| v.kustomizations[i].file.as_str())
+            .collect();
+        assert_eq!(roots, ["overlays/prod/kustomization.yaml"]);
     }
 
     #[test]
