@@ -43,6 +43,26 @@ pub enum Format {
     Json,
 }
 
+/// Documents (their raw text, as [`documents`] gives them) written back as one file:
+/// YAML documents separated by `---`, JSON ones by a newline.
+pub fn join(docs: &[&str], format: Format) -> String {
+    let sep = match format {
+        Format::Yaml => "---\n",
+        Format::Json => "\n",
+    };
+    let mut s = String::new();
+    for (i, raw) in docs.iter().enumerate() {
+        if i > 0 && !s.ends_with('\n') {
+            s.push('\n');
+        }
+        if i > 0 {
+            s.push_str(sep);
+        }
+        s.push_str(raw);
+    }
+    s
+}
+
 impl Format {
     /// `.yaml`/`.yml` and `.json`, any case; `None` for anything else.
     pub fn of(path: &str) -> Option<Format> {

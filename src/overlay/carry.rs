@@ -129,11 +129,7 @@ pub fn withhold_secrets(carried: &mut Carried) -> Result<Withheld, OverlayError>
             .filter(|d| !holds_secret(d))
             .map(|d| d.raw)
             .collect();
-        f.data = match format {
-            crate::yaml::Format::Yaml => kept.join("\n---\n").into_bytes(),
-            // A JSON file is one document: the one left out.
-            crate::yaml::Format::Json => Vec::new(),
-        };
+        f.data = crate::yaml::join(&kept, format).into_bytes();
         withheld.secret_files.push(f.path.clone());
     }
     Ok(withheld)

@@ -247,23 +247,8 @@ fn build_one(tool: &Kustomize, dir: &Path, file: &str) -> Result<Vec<u8>, Kustom
     };
     let out = tool.build(dir).map_err(|e| failed(e.to_string()))?;
     let text = String::from_utf8(out).map_err(|_| failed("its output is not UTF-8".into()))?;
-    let mut kept = String::new();
-    for doc in yaml::documents(&text, yaml::Format::Yaml) {
-        let kots = doc.parsed.as_ref().is_ok_and(|v| {
-            v.get("apiVersion")
-                .and_then(Value::as_str)
-                .is_some_and(super::configures_kots)
-        });
-        if kots || doc.raw.trim().is_empty() {
-            continue;
-        }
-        if !kept.is_empty() {
-            kept.push_str("---\n");
-        }
-        kept.push_str(doc.raw.trim_end());
-        kept.push('\n');
-    }
-    Ok(kept.into_bytes())
+    let (_, deployed) = split_kots(&text, yaml::Format::Yaml);
+    Ok(yaml::join(&deployed, yaml::Format::Yaml).into_bytes())
 }
 
 /// The documents of `f` that configure KOTS (Config, Application, HelmChart, ...), which
@@ -271,32 +256,28 @@ fn build_one(tool: &Kustomize, dir: &Path, file: &str) -> Result<Vec<u8>, Kustom
 fn kots_documents(f: &ManifestFile) -> Option<ManifestFile> {
     let format = yaml::Format::of(&f.path)?;
     let text = std::str::from_utf8(&f.data).ok()?;
-    let kept: Vec<&str> = yaml::documents(text, format)
-        .into_iter()
-        .filter(|d| {
-            d.parsed.as_ref().is_ok_and(|v| {
-                v.get("apiVersion")
-                    .and_then(Value::as_str)
-                    .is_some_and(super::configures_kots)
-            })
-        })
-        .map(|d| d.raw)
-        .collect();
-    if kept.is_empty() {
-        return None;
-    }
-    let mut data = String::new();
-    for raw in kept {
-        if !data.is_empty() {
-            data.push_str("\n---\n");
-        }
-        data.push_str(raw);
-    }
-    data.push('\n');
-    Some(ManifestFile {
+    let (kots, _) = split_kots(text, format);
+    (!kots.is_empty()).then(|| ManifestFile {
         path: f.path.clone(),
-        data: data.into_bytes(),
+        data: yaml::join(&kots, format).into_bytes(),
     })
+}
+
+/// The non-empty documents of `text`: (those that configure KOTS, the others).
+fn split_kots(text: &str, format: yaml::Format) -> (Vec<&str>, Vec<&str>) {
+    let mut out = (Vec::new(), Vec::new());
+    for d in yaml::documents(text, format) {
+        if d.raw.trim().is_empty() {
+            continue;
+        }
+        let kots = d.parsed.as_ref().is_ok_and(|v| {
+            v.get("apiVersion")
+                .and_then(Value::as_str)
+                .is_some_and(super::configures_kots)
+        });
+        if kots { &mut out.0 } else { &mut out.1 }.push(d.raw);
+    }
+    out
 }
 
 /// Every path the kustomization in `f` names, resolved against `dir`.

@@ -321,21 +321,7 @@ fn render_file(
     let data = if kept.len() == total {
         text.into_bytes()
     } else {
-        let sep = match format {
-            yaml::Format::Yaml => "---\n",
-            yaml::Format::Json => "\n",
-        };
-        let mut s = String::new();
-        for (i, raw) in kept.iter().enumerate() {
-            if i > 0 && !s.ends_with('\n') {
-                s.push('\n');
-            }
-            if i > 0 {
-                s.push_str(sep);
-            }
-            s.push_str(raw);
-        }
-        s.into_bytes()
+        yaml::join(&kept, format).into_bytes()
     };
     Ok(Some(ManifestFile {
         path: f.path.clone(),
