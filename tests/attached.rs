@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::app::{app_dir, bin, ok, Source};
+use common::app::{app_dir, bin, export_cmd, import_cmd, ok, Source};
 use common::synth::sha256;
 use common::{raw_http, raw_http_location, TestRegistry};
 
@@ -133,18 +133,11 @@ fn raw(reg: &TestRegistry, reference: &str) -> Vec<u8> {
 }
 
 fn export(src: &Source, app: &std::path::Path, out: &std::path::Path, extra: &[&str]) {
-    ok(
-        bin()
-            .arg("export")
-            .arg(app)
-            .args(["--app-name", "signed", "-o"])
-            .arg(out)
-            .args(["--registry-mirror", &src.mirror()])
-            .args(extra)
-            .output()
-            .unwrap(),
-        "export",
-    );
+    let out = export_cmd(src, app, out, &["--app-name", "signed"])
+        .args(extra)
+        .output()
+        .unwrap();
+    ok(out, "export");
 }
 
 fn archive_images(archive: &std::path::Path) -> Vec<String> {
@@ -192,14 +185,7 @@ fn signatures_and_sboms_travel_with_their_image() {
     let dest = TestRegistry::start();
     let dir = work.path().join("app");
     ok(
-        bin()
-            .arg("import")
-            .arg(&archive)
-            .args(["--registry-endpoint", &dest.addr, "--image-namespace", NS])
-            .arg("--dest")
-            .arg(&dir)
-            .output()
-            .unwrap(),
+        import_cmd(&dest, NS, &archive, &dir).output().unwrap(),
         "import",
     );
 

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::app::{bin, ok, Source};
+use common::app::{bin, export_cmd, import_cmd, ok, Source};
 use common::synth::ImageSpec;
 use common::TestRegistry;
 use serde_json::Value;
@@ -103,12 +103,7 @@ fn a_vendor_kustomization_decides_what_is_bundled_and_deployed() {
     let work = tempfile::tempdir().unwrap();
     let archive = work.path().join("shop.airgap");
     ok(
-        bin()
-            .arg("export")
-            .arg(app.path())
-            .args(["--app-name", "shop", "-o"])
-            .arg(&archive)
-            .args(["--registry-mirror", &src.mirror()])
+        export_cmd(&src, app.path(), &archive, &["--app-name", "shop"])
             .output()
             .unwrap(),
         "export",
@@ -117,14 +112,7 @@ fn a_vendor_kustomization_decides_what_is_bundled_and_deployed() {
     let dest = TestRegistry::start();
     let dir = work.path().join("shop");
     ok(
-        bin()
-            .arg("import")
-            .arg(&archive)
-            .args(["--registry-endpoint", &dest.addr, "--image-namespace", NS])
-            .arg("--dest")
-            .arg(&dir)
-            .output()
-            .unwrap(),
+        import_cmd(&dest, NS, &archive, &dir).output().unwrap(),
         "import",
     );
     for name in ["a:v2", "b:v1"] {
@@ -233,26 +221,14 @@ fn import_refuses_an_app_whose_base_does_not_render() {
     let work = tempfile::tempdir().unwrap();
     let archive = work.path().join("dup.airgap");
     ok(
-        bin()
-            .arg("export")
-            .arg(app.path())
-            .args(["--app-name", "dup", "-o"])
-            .arg(&archive)
-            .args(["--registry-mirror", &src.mirror()])
+        export_cmd(&src, app.path(), &archive, &["--app-name", "dup"])
             .output()
             .unwrap(),
         "export",
     );
     let dest = TestRegistry::start();
     let dir = work.path().join("dup");
-    let out = bin()
-        .arg("import")
-        .arg(&archive)
-        .args(["--registry-endpoint", &dest.addr, "--image-namespace", NS])
-        .arg("--dest")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = import_cmd(&dest, NS, &archive, &dir).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("does not render"), "{stderr}");

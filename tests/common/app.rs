@@ -130,3 +130,36 @@ pub fn rendered_images(kubectl: &std::path::Path, dir: &std::path::Path) -> Vec<
     images.dedup();
     images
 }
+
+/// `kots-bundle export APP -o OUT`, fetching through `src`'s mirror, with `extra` flags.
+pub fn export_cmd(
+    src: &Source,
+    app: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = bin();
+    cmd.arg("export")
+        .arg(app)
+        .arg("-o")
+        .arg(out)
+        .args(["--registry-mirror", &src.mirror()])
+        .args(extra);
+    cmd
+}
+
+/// `kots-bundle import ARCHIVE` into `reg` under `ns`, writing the app directory `dir`.
+pub fn import_cmd(
+    reg: &TestRegistry,
+    ns: &str,
+    archive: &std::path::Path,
+    dir: &std::path::Path,
+) -> Command {
+    let mut cmd = bin();
+    cmd.arg("import")
+        .arg(archive)
+        .args(["--registry-endpoint", &reg.addr, "--image-namespace", ns])
+        .arg("--dest")
+        .arg(dir);
+    cmd
+}
