@@ -128,6 +128,9 @@ pub fn run_until_signal<T>(
         .is_some_and(|e| e.downcast_ref::<Interrupted>().is_some())
     {
         std::panic::set_hook(Box::new(|_| {}));
+        // A helm or kubectl runs in its own process group, so the terminal's signal did
+        // not reach it.
+        crate::subprocess::kill_running();
     }
     // Tasks spawned by the command hold parts of its output; dropping them cleans up.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
