@@ -172,6 +172,7 @@ pub fn state_for(
         app: upstream.require_name()?.to_string(),
         version: upstream.version.clone(),
         source: upstream.source.clone(),
+        release: upstream.release.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         images: images
             .iter()
@@ -233,6 +234,7 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         name: Some(meta.app.name.clone()),
         version: meta.app.version.clone(),
         files,
+        release: meta.app.release.clone(),
     };
     // Rendered before anything is pushed: a config answer missing or a chart that fails
     // stops the import with the registry untouched.

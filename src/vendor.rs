@@ -1,0 +1,342 @@
+//! The Replicated vendor API (`replicated.app`, or the license's `spec.endpoint`) as KOTS
+//! speaks it: the release download of `replicated://APP[/CHANNEL]` with its query
+//! (`channelSequence`, `versionLabel`, `licenseSequence`, `isSemverSupported`,
+//! `isEmbeddedCluster`, `selectedChannelId`), the `X-Replicated-*` headers of the answer
+//! ([`VendorRelease`], kept in the archive metadata and `state.json`), and the pending
+//! releases an update checks for a required one it would skip.
+//!
+//! Semantics follow KOTS's `pkg/replicatedapp/upstream.go` (`GetRequest`),
+//! `pkg/upstream/replicated.go` (`downloadReplicatedApp`, `listPendingChannelReleases`),
+//! `cmd/kots/cli/util.go` + `pkg/kotsutil` (which channel a license selects) and
+//! `pkg/update/required.go` (a required release cannot be skipped).
+
+use serde::{Deserialize, Serialize};
+
+use crate::render::license::License;
+use crate::upstream::{self, UpstreamError, UpstreamOptions};
+
+/// The channel slug KOTS selects when the upstream names none (`extractPreferredChannelSlug`).
+const DEFAULT_CHANNEL_SLUG: &str = "stable";
+
+/// What the vendor API said about the release it served (`X-Replicated-*` headers): KOTS's
+/// update cursor, kept so an update knows where it came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VendorRelease {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub channel_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub channel_name: String,
+    /// `X-Replicated-ChannelSequence`: the release's place on its channel (KOTS's cursor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_sequence: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_label: Option<String>,
+    /// `X-Replicated-ReleasedAt`, RFC 3339 as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<String>,
+    /// `X-Replicated-IsRequired`: an update may not skip this release.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_required: bool,
+}
+
+/// What to ask for, besides the license.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseQuery {
+    /// `--channel` or `replicated://APP/CHANNEL`: a channel slug, sent in the path.
+    pub channel: Option<String>,
+    /// `--app-version-label`: this release instead of the channel's latest.
+    pub version_label: Option<String>,
+    /// The release the kept app directory holds (an update); `None` on a first pull.
+    pub current: Option<VendorRelease>,
+}
+
+/// Why a download did not give a release.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VendorError {
+    /// The license cannot get it: a channel it lacks, the vendor API's refusal (its message).
+    #[error("{0}")]
+    License(String),
+    /// The update would skip a required release.
+    #[error("{0}")]
+    RequiredSkipped(String),
+}
+
+/// One entry of `GET /release/APP/pending`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PendingRelease {
+    channel_sequence: i64,
+    #[serde(default)]
+    version_label: String,
+    #[serde(default)]
+    is_required: bool,
+}
+
+/// The license's channel for `slug` (KOTS's `FindChannelIDInLicense`): a license without
+/// `spec.channels` has one channel, its top-level `channelID`; a multi-channel license must
+/// list the slug (`stable` when none was asked for).
+pub fn selected_channel_id(license: &License, slug: Option<&str>) -> Result<String, String> {
+    if license.channels.is_empty() {
+        return Ok(license.channel_id.clone());
+    }
+    let wanted = slug.unwrap_or(DEFAULT_CHANNEL_SLUG);
+    license
+        .channels
+        .iter()
+        .find(|c| c.channel_slug == wanted)
+        .map(|c| c.channel_id.clone())
+        .ok_or_else(|| {
+            let slugs: Vec<&str> = license
+                .channels
+                .iter()
+                .map(|c| c.channel_slug.as_str())
+                .collect();
+            format!(
+                "has no channel {wanted:?} (its channels: {}); pass --channel SLUG",
+                slugs.join(", ")
+            )
+        })
+}
+
+/// The query KOTS sends with a release download (`GetRequest`) or a pending list, keys in
+/// Go's `url.Values.Encode` order (sorted).
+fn query(
+    license: &License,
+    cursor: &str,
+    version_label: Option<&str>,
+    selected_channel_id: &str,
+) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("channelSequence", cursor);
+    q.append_pair("isEmbeddedCluster", "false");
+    q.append_pair("isSemverSupported", "true");
+    q.append_pair("licenseSequence", &license.license_sequence.to_string());
+    q.append_pair("selectedChannelId", selected_channel_id);
+    if let Some(v) = version_label {
+        q.append_pair("versionLabel", v);
+    }
+    q.finish()
+}
+
+/// `scheme://host[:port]` of the endpoint (KOTS drops any path it has).
+fn origin(endpoint: &str) -> Result<String, String> {
+    let u = url::Url::parse(endpoint).map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+    let host = u
+        .host_str()
+        .ok_or_else(|| format!("endpoint {endpoint:?} has no host"))?;
+    Ok(match u.port() {
+        Some(p) => format!("{}://{host}:{p}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
+    })
+}
+
+/// The vendor API's address: `$REPLICATED_APP_ENDPOINT` (as KOTS reads it), else the
+/// license's endpoint.
+fn endpoint(license: &License) -> Result<String, String> {
+    origin(&std::env::var("REPLICATED_APP_ENDPOINT").unwrap_or(license.endpoint.clone()))
+}
+
+/// Downloads the release `query` asks for: the tarball and what the headers say about it.
+/// An update (`query.current` on the same channel) that would skip a required release is
+/// refused, naming it, before the tarball is read.
+pub async fn download(
+    license: &License,
+    query_in: &ReleaseQuery,
+    opts: &UpstreamOptions,
+) -> Result<(Vec<u8>, VendorRelease), VendorError> {
+    let channel_id =
+        selected_channel_id(license, query_in.channel.as_deref()).map_err(VendorError::License)?;
+    // A new channel starts over: its sequences are not comparable with the old one's.
+    let current = query_in
+        .current
+        .as_ref()
+        .filter(|c| c.channel_id.is_empty() || c.channel_id == channel_id);
+    let cursor = current
+        .and_then(|c| c.channel_sequence)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let mut path = format!("release/{}", license.app_slug);
+    if let Some(ch) = &query_in.channel {
+        path.push('/');
+        path.push_str(ch);
+    }
+    let endpoint = endpoint(license).map_err(VendorError::License)?;
+    let url = format!(
+        "{endpoint}/{path}?{}",
+        query(
+            license,
+            &cursor,
+            query_in.version_label.as_deref(),
+            &channel_id
+        )
+    );
+    let (body, headers) = get(&url, license, opts)
+        .await
+        .map_err(VendorError::License)?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let release = VendorRelease {
+        channel_id: header("X-Replicated-ChannelID").unwrap_or_default(),
+        channel_name: header("X-Replicated-ChannelName").unwrap_or_default(),
+        channel_sequence: header("X-Replicated-ChannelSequence").and_then(|s| s.parse().ok()),
+        version_label: header("X-Replicated-VersionLabel"),
+        released_at: header("X-Replicated-ReleasedAt"),
+        // Go's strconv.ParseBool, as KOTS reads it.
+        is_required: matches!(
+            header("X-Replicated-IsRequired").as_deref(),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        ),
+    };
+    if let (Some(cur), Some(to)) = (
+        current.and_then(|c| c.channel_sequence),
+        release.channel_sequence,
+    ) {
+        if to > cur {
+            let pending_url = format!(
+                "{endpoint}/release/{}/pending?{}",
+                license.app_slug,
+                query(license, &cursor, None, &channel_id)
+            );
+            let (list, _) = get(&pending_url, license, opts)
+                .await
+                .map_err(VendorError::License)?;
+            check_required(&list, cur, to).map_err(|why| {
+                let label = |r: Option<&VendorRelease>| {
+                    r.and_then(|r| r.version_label.as_deref())
+                        .map_or("-".into(), crate::names::escaped)
+                };
+                VendorError::RequiredSkipped(format!(
+                    "updating from {} (sequence {cur}) to {} (sequence {to}): {why}",
+                    label(current),
+                    label(Some(&release))
+                ))
+            })?;
+        }
+    }
+    Ok((body, release))
+}
+
+/// GET with the license (Basic `licenseID:licenseID`); the vendor's own message on refusal.
+async fn get(
+    url: &str,
+    license: &License,
+    opts: &UpstreamOptions,
+) -> Result<(Vec<u8>, reqwest::header::HeaderMap), String> {
+    let basic = (license.license_id.as_str(), license.license_id.as_str());
+    upstream::fetch(url, opts, Some(basic))
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Fetch { why, .. } => {
+                format!("the vendor API at {url} refused the request: {why}")
+            }
+            other => other.to_string(),
+        })
+}
+
+/// Refuses an update from sequence `from` to `to` past a required release between them, with
+/// KOTS's message (`getRequiredNonDeployableCause`: the required versions, newest first).
+fn check_required(pending_json: &[u8], from: i64, to: i64) -> Result<(), String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Pending {
+        #[serde(default)]
+        channel_releases: Vec<PendingRelease>,
+    }
+    let pending: Pending = serde_json::from_slice(pending_json)
+        .map_err(|e| format!("the vendor API's pending releases are not JSON: {e}"))?;
+    let mut skipped: Vec<&PendingRelease> = pending
+        .channel_releases
+        .iter()
+        .filter(|r| r.is_required && r.channel_sequence > from && r.channel_sequence < to)
+        .collect();
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    skipped.sort_by_key(|r| std::cmp::Reverse(r.channel_sequence));
+    let labels: Vec<String> = skipped
+        .iter()
+        .map(|r| crate::names::escaped(&r.version_label))
+        .collect();
+    let (noun, verb) = if labels.len() == 1 {
+        ("version", "is")
+    } else {
+        ("versions", "are")
+    };
+    let oldest = labels.last().cloned().unwrap_or_default();
+    Err(format!(
+        "This version cannot be deployed because {noun} {} {verb} required and must be deployed \
+         first; run again with --app-version-label {oldest}, then update again; the app \
+         directory was left as it was",
+        labels.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::license::LicenseChannel;
+
+    fn license() -> License {
+        License {
+            license_id: "id".into(),
+            app_slug: "myapp".into(),
+            endpoint: "https://replicated.app".into(),
+            channel_id: "top".into(),
+            license_sequence: 7,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn query_is_in_go_order_and_escaped() {
+        assert_eq!(
+            query(&license(), "", Some("1.2.3 beta"), "top"),
+            "channelSequence=&isEmbeddedCluster=false&isSemverSupported=true&licenseSequence=7\
+             &selectedChannelId=top&versionLabel=1.2.3+beta"
+        );
+    }
+
+    #[test]
+    fn channel_selection_follows_kots() {
+        let mut l = license();
+        assert_eq!(selected_channel_id(&l, Some("beta")).unwrap(), "top");
+        l.channels = vec![
+            LicenseChannel {
+                channel_id: "s".into(),
+                channel_slug: "stable".into(),
+                ..Default::default()
+            },
+            LicenseChannel {
+                channel_id: "b".into(),
+                channel_slug: "beta".into(),
+                ..Default::default()
+            },
+        ];
+        assert_eq!(selected_channel_id(&l, None).unwrap(), "s");
+        assert_eq!(selected_channel_id(&l, Some("beta")).unwrap(), "b");
+        let e = selected_channel_id(&l, Some("nightly")).unwrap_err();
+        assert!(e.contains("stable, beta"), "{e}");
+    }
+
+    #[test]
+    fn required_releases_between_are_named_newest_first() {
+        let list = br#"{"channelReleases":[
+            {"channelSequence":3,"versionLabel":"1.3.0","isRequired":true},
+            {"channelSequence":4,"versionLabel":"1.4.0","isRequired":false},
+            {"channelSequence":5,"versionLabel":"1.5.0","isRequired":true},
+            {"channelSequence":6,"versionLabel":"1.6.0","isRequired":true}]}"#;
+        let e = check_required(list, 2, 6).unwrap_err();
+        assert!(e.contains("versions 1.5.0, 1.3.0 are required"), "{e}");
+        assert!(e.contains("--app-version-label 1.3.0"), "{e}");
+        // The target itself being required is no skip; nor is one at or before the current.
+        assert!(check_required(list, 5, 6).is_ok());
+        assert!(check_required(list, 2, 3).is_ok());
+    }
+}
