@@ -422,9 +422,13 @@ async fn load_replicated(
                 path: license_path.clone(),
                 why,
             },
-            crate::vendor::VendorError::RequiredSkipped(why) => UpstreamError::Source {
+            crate::vendor::VendorError::RequiredSkipped(e) => UpstreamError::Source {
                 source_ref: source.to_string(),
-                why,
+                why: format!(
+                    "{e}; run again with --app-version-label {}, then update again (the app \
+                     directory was left as it was)",
+                    e.oldest
+                ),
             },
         })?;
     let files = read_tgz(&body[..], Path::new(source))?;

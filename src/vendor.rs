@@ -38,6 +38,19 @@ pub struct VendorRelease {
     /// `X-Replicated-IsRequired`: an update may not skip this release.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_required: bool,
+    /// Export only: the required releases before this one on its channel (KOTS's airgap
+    /// `spec.requiredReleases`), so an import into an older app directory can refuse to
+    /// skip one without asking the vendor API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_releases: Vec<RequiredRelease>,
+}
+
+/// A release an update may not skip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequiredRelease {
+    pub channel_sequence: i64,
+    pub version_label: String,
 }
 
 /// What to ask for, besides the license.
@@ -49,6 +62,8 @@ pub struct ReleaseQuery {
     pub version_label: Option<String>,
     /// The release the kept app directory holds (an update); `None` on a first pull.
     pub current: Option<VendorRelease>,
+    /// Also list the channel's required releases before the one served (for an archive).
+    pub list_required: bool,
 }
 
 /// Why a download did not give a release.
@@ -58,8 +73,17 @@ pub enum VendorError {
     #[error("{0}")]
     License(String),
     /// The update would skip a required release.
-    #[error("{0}")]
-    RequiredSkipped(String),
+    #[error(transparent)]
+    RequiredSkipped(#[from] RequiredSkipped),
+}
+
+/// An update past a required release: KOTS's message, and the oldest such release (the one
+/// to install first).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{why}")]
+pub struct RequiredSkipped {
+    pub why: String,
+    pub oldest: String,
 }
 
 /// One entry of `GET /release/APP/pending`.
@@ -182,7 +206,7 @@ pub async fn download(
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
-    let release = VendorRelease {
+    let mut release = VendorRelease {
         channel_id: header("X-Replicated-ChannelID").unwrap_or_default(),
         channel_name: header("X-Replicated-ChannelName").unwrap_or_default(),
         channel_sequence: header("X-Replicated-ChannelSequence").and_then(|s| s.parse().ok()),
@@ -193,31 +217,35 @@ pub async fn download(
             header("X-Replicated-IsRequired").as_deref(),
             Some("1" | "t" | "T" | "true" | "TRUE" | "True")
         ),
+        required_releases: Vec::new(),
     };
-    if let (Some(cur), Some(to)) = (
-        current.and_then(|c| c.channel_sequence),
-        release.channel_sequence,
-    ) {
-        if to > cur {
-            let pending_url = format!(
-                "{endpoint}/release/{}/pending?{}",
-                license.app_slug,
-                query(license, &cursor, None, &channel_id)
-            );
-            let (list, _) = get(&pending_url, license, opts)
+    let pending = |cursor: String| {
+        let url = format!(
+            "{endpoint}/release/{}/pending?{}",
+            license.app_slug,
+            query(license, &cursor, None, &channel_id)
+        );
+        async move {
+            let (list, _) = get(&url, license, opts)
                 .await
                 .map_err(VendorError::License)?;
-            check_required(&list, cur, to).map_err(|why| {
-                let label = |r: Option<&VendorRelease>| {
-                    r.and_then(|r| r.version_label.as_deref())
-                        .map_or("-".into(), crate::names::escaped)
-                };
-                VendorError::RequiredSkipped(format!(
-                    "updating from {} (sequence {cur}) to {} (sequence {to}): {why}",
-                    label(current),
-                    label(Some(&release))
-                ))
-            })?;
+            required_in(&list).map_err(|why| VendorError::License(format!("{url}: {why}")))
+        }
+    };
+    if let (Some(cur), Some(to)) = (current, release.channel_sequence) {
+        if cur.channel_sequence.is_some_and(|c| to > c) {
+            // KOTS's update check: what is pending after the kept release.
+            check_update(cur, &release, &pending(cursor.clone()).await?)?;
+        }
+    }
+    if query_in.list_required {
+        if let Some(to) = release.channel_sequence {
+            // The whole channel (no cursor): an archive may land on any older directory.
+            release.required_releases = pending(String::new())
+                .await?
+                .into_iter()
+                .filter(|r| r.channel_sequence < to)
+                .collect();
         }
     }
     Ok((body, release))
@@ -240,9 +268,8 @@ async fn get(
         })
 }
 
-/// Refuses an update from sequence `from` to `to` past a required release between them, with
-/// KOTS's message (`getRequiredNonDeployableCause`: the required versions, newest first).
-fn check_required(pending_json: &[u8], from: i64, to: i64) -> Result<(), String> {
+/// The required releases of a `GET /release/APP/pending` answer.
+fn required_in(pending_json: &[u8]) -> Result<Vec<RequiredRelease>, String> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Pending {
@@ -251,15 +278,41 @@ fn check_required(pending_json: &[u8], from: i64, to: i64) -> Result<(), String>
     }
     let pending: Pending = serde_json::from_slice(pending_json)
         .map_err(|e| format!("the vendor API's pending releases are not JSON: {e}"))?;
-    let mut skipped: Vec<&PendingRelease> = pending
+    Ok(pending
         .channel_releases
+        .into_iter()
+        .filter(|r| r.is_required)
+        .map(|r| RequiredRelease {
+            channel_sequence: r.channel_sequence,
+            version_label: r.version_label,
+        })
+        .collect())
+}
+
+/// Refuses an update from `current` to `next` past a `required` release between them, with
+/// KOTS's message (`pkg/update/required.go`, `getRequiredNonDeployableCause`: the required
+/// versions, newest first). Another channel starts over (KOTS's `channelChanged`), and a
+/// release without a sequence cannot be placed, so neither is refused.
+pub fn check_update(
+    current: &VendorRelease,
+    next: &VendorRelease,
+    required: &[RequiredRelease],
+) -> Result<(), RequiredSkipped> {
+    let same_channel = current.channel_id.is_empty()
+        || next.channel_id.is_empty()
+        || current.channel_id == next.channel_id;
+    let (Some(from), Some(to)) = (current.channel_sequence, next.channel_sequence) else {
+        return Ok(());
+    };
+    let mut skipped: Vec<&RequiredRelease> = required
         .iter()
-        .filter(|r| r.is_required && r.channel_sequence > from && r.channel_sequence < to)
+        .filter(|r| r.channel_sequence > from && r.channel_sequence < to)
         .collect();
-    if skipped.is_empty() {
+    if !same_channel || skipped.is_empty() {
         return Ok(());
     }
     skipped.sort_by_key(|r| std::cmp::Reverse(r.channel_sequence));
+    skipped.dedup();
     let labels: Vec<String> = skipped
         .iter()
         .map(|r| crate::names::escaped(&r.version_label))
@@ -269,13 +322,21 @@ fn check_required(pending_json: &[u8], from: i64, to: i64) -> Result<(), String>
     } else {
         ("versions", "are")
     };
-    let oldest = labels.last().cloned().unwrap_or_default();
-    Err(format!(
-        "This version cannot be deployed because {noun} {} {verb} required and must be deployed \
-         first; run again with --app-version-label {oldest}, then update again; the app \
-         directory was left as it was",
-        labels.join(", ")
-    ))
+    let label = |r: &VendorRelease| {
+        r.version_label
+            .as_deref()
+            .map_or("-".into(), crate::names::escaped)
+    };
+    Err(RequiredSkipped {
+        why: format!(
+            "updating from {} (sequence {from}) to {} (sequence {to}): This version cannot be \
+             deployed because {noun} {} {verb} required and must be deployed first",
+            label(current),
+            label(next),
+            labels.join(", ")
+        ),
+        oldest: labels.last().cloned().unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
@@ -332,11 +393,26 @@ mod tests {
             {"channelSequence":4,"versionLabel":"1.4.0","isRequired":false},
             {"channelSequence":5,"versionLabel":"1.5.0","isRequired":true},
             {"channelSequence":6,"versionLabel":"1.6.0","isRequired":true}]}"#;
-        let e = check_required(list, 2, 6).unwrap_err();
-        assert!(e.contains("versions 1.5.0, 1.3.0 are required"), "{e}");
-        assert!(e.contains("--app-version-label 1.3.0"), "{e}");
-        // The target itself being required is no skip; nor is one at or before the current.
-        assert!(check_required(list, 5, 6).is_ok());
-        assert!(check_required(list, 2, 3).is_ok());
+        let required = required_in(list).unwrap();
+        assert_eq!(required.len(), 3);
+        let at = |seq: i64, channel: &str| VendorRelease {
+            channel_id: channel.into(),
+            channel_sequence: Some(seq),
+            version_label: Some(format!("v{seq}")),
+            ..Default::default()
+        };
+        let e = check_update(&at(2, "c"), &at(6, "c"), &required).unwrap_err();
+        assert!(
+            e.why.contains("from v2 (sequence 2) to v6 (sequence 6)")
+                && e.why.contains("versions 1.5.0, 1.3.0 are required"),
+            "{e}"
+        );
+        assert_eq!(e.oldest, "1.3.0");
+        // The target itself being required is no skip; nor is one at or before the current;
+        // nor one on another channel.
+        assert!(check_update(&at(5, "c"), &at(6, "c"), &required).is_ok());
+        assert!(check_update(&at(2, "c"), &at(3, "c"), &required).is_ok());
+        assert!(check_update(&at(2, "c"), &at(6, "other"), &required).is_ok());
+        assert!(required_in(b"<html>").is_err());
     }
 }

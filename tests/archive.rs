@@ -256,6 +256,9 @@ async fn metadata_matches_the_published_schema() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    doc["app"]["release"]["requiredReleases"] =
+        serde_json::json!([{"channelSequence": 3, "versionLabel": "1.0.5"}]);
+    assert!(validate(&doc).status.success());
     doc["app"]["release"]["channelSequence"] = "5".into();
     assert!(
         !validate(&doc).status.success(),

@@ -10,9 +10,10 @@ mod common;
 
 use std::path::Path;
 
-use common::app::{bin, export_cmd, ok, Source};
+use common::app::{bin, export_cmd, import_cmd, ok, Source};
 use common::synth::ImageSpec;
 use common::vendor::{write_license, Seen, Vendor};
+use common::TestRegistry;
 
 const LICENSE_ID: &str = "2aBcDeFgHiJkLmNoPqRsT";
 const STABLE: (&str, &str, &str) = ("ch-stable", "Stable", "stable");
@@ -189,10 +190,12 @@ fn first_pull_pinned_version_and_channel_are_asked_as_kots_asks() {
 }
 
 #[test]
-fn export_through_a_cdn_redirect_records_the_release_and_inspect_shows_it() {
+fn export_through_a_cdn_redirect_records_the_release_and_an_import_does_not_skip_a_required_one() {
     let src = Source::start(vec![ImageSpec::new("a:v1", 2)]);
     let vendor = Vendor::start("myapp", LICENSE_ID, "ch-stable");
-    let v2 = release("1.1.0");
+    let (v1, v15, v2) = (release("1.0.0"), release("1.0.5"), release("1.1.0"));
+    vendor.publish(v1.path(), STABLE, 2, "1.0.0", false);
+    vendor.publish(v15.path(), STABLE, 3, "1.0.5", true);
     vendor.publish(v2.path(), STABLE, 5, "1.1.0", true);
     vendor.use_cdn();
     let work = tempfile::tempdir().unwrap();
@@ -203,18 +206,22 @@ fn export_through_a_cdn_redirect_records_the_release_and_inspect_shows_it() {
         &vendor.endpoint(),
         3,
     );
-    let out = work.path().join("myapp.airgap");
-    ok(
-        export_cmd(&src, Path::new("replicated://myapp"), &out, &[])
-            .arg("--license-file")
-            .arg(&license)
-            .output()
-            .unwrap(),
-        "export",
-    );
-    // The API was asked with the license; the CDN was not given it, and served the release.
+    let export = |out: &Path, extra: &[&str]| {
+        ok(
+            export_cmd(&src, Path::new("replicated://myapp"), out, extra)
+                .arg("--license-file")
+                .arg(&license)
+                .output()
+                .unwrap(),
+            "export",
+        )
+    };
+    let new = work.path().join("myapp.airgap");
+    export(&new, &[]);
+    // The API was asked with the license; the CDN was not given it, and served the release;
+    // then the channel's pending releases (no cursor: the whole channel).
     let seen = vendor.seen();
-    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen.len(), 3, "{seen:?}");
     assert_eq!(
         seen[0],
         api("/release/myapp", kots_query("", 3, "ch-stable", None))
@@ -222,11 +229,18 @@ fn export_through_a_cdn_redirect_records_the_release_and_inspect_shows_it() {
     assert!(seen[1].cdn, "{seen:?}");
     assert_eq!(seen[1].path, "/blob/5");
     assert_eq!(seen[1].authorization, None, "the license went to the CDN");
+    assert_eq!(
+        seen[2],
+        api(
+            "/release/myapp/pending",
+            kots_query("", 3, "ch-stable", None)
+        )
+    );
 
     let meta: serde_json::Value = serde_json::from_str(&ok(
         bin()
             .args(["inspect", "--json"])
-            .arg(&out)
+            .arg(&new)
             .output()
             .unwrap(),
         "inspect --json",
@@ -240,12 +254,38 @@ fn export_through_a_cdn_redirect_records_the_release_and_inspect_shows_it() {
     assert_eq!(r["versionLabel"], "1.1.0");
     assert_eq!(r["isRequired"], true);
     assert_eq!(r["releasedAt"], "2026-11-06T10:00:00Z");
-    let text = ok(bin().arg("inspect").arg(&out).output().unwrap(), "inspect");
+    assert_eq!(
+        r["requiredReleases"],
+        serde_json::json!([{"channelSequence": 3, "versionLabel": "1.0.5"}])
+    );
+    let text = ok(bin().arg("inspect").arg(&new).output().unwrap(), "inspect");
     assert!(
         text.contains("release:     1.1.0 on channel Stable (ch-stable), sequence 5, required"),
         "{text}"
     );
     assert!(text.contains("released:    2026-11-06T10:00:00Z"), "{text}");
+
+    // Inside the air gap: the app directory holds 1.0.0 (sequence 2); importing 1.1.0 would
+    // skip the required 1.0.5, and is refused naming it, with nothing changed.
+    let old = work.path().join("old.airgap");
+    export(&old, &["--app-version-label", "1.0.0"]);
+    let reg = TestRegistry::start();
+    let dir = work.path().join("installed");
+    ok(
+        import_cmd(&reg, "myapp", &old, &dir).output().unwrap(),
+        "import 1.0.0",
+    );
+    assert_eq!(state(&dir)["release"]["channelSequence"], 2);
+    assert_eq!(state(&dir)["release"]["versionLabel"], "1.0.0");
+    let out = import_cmd(&reg, "myapp", &new, &dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("because version 1.0.5 is required and must be deployed first")
+            && err.contains("import the archive of 1.0.5 first"),
+        "{err}"
+    );
+    assert_eq!(state(&dir)["version"], "1.0.0");
 }
 
 fn state(dir: &Path) -> serde_json::Value {

@@ -70,7 +70,7 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
     let rt = runtime()?;
     let upstream = rt.block_on(
         args.upstream_args
-            .load(&args.upstream, args.render.license_file.as_deref()),
+            .load_for_archive(&args.upstream, args.render.license_file.as_deref()),
     )?;
     let name = upstream.require_name()?.to_string();
     // Images are found in what the app renders to (templates, charts), not in the templates.

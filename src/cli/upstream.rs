@@ -33,7 +33,17 @@ impl UpstreamArgs {
         source: &str,
         license_file: Option<&Path>,
     ) -> anyhow::Result<Upstream> {
-        self.load_update(source, license_file, None).await
+        self.load_with(source, license_file, None, false).await
+    }
+
+    /// [`Self::load`] for an archive: a `replicated://` release also records the required
+    /// releases before it, for an import into an older app directory to check.
+    pub async fn load_for_archive(
+        &self,
+        source: &str,
+        license_file: Option<&Path>,
+    ) -> anyhow::Result<Upstream> {
+        self.load_with(source, license_file, None, true).await
     }
 
     /// [`Self::load`] for an update of a kept app directory that holds `current`: the vendor
@@ -43,6 +53,16 @@ impl UpstreamArgs {
         source: &str,
         license_file: Option<&Path>,
         current: Option<VendorRelease>,
+    ) -> anyhow::Result<Upstream> {
+        self.load_with(source, license_file, current, false).await
+    }
+
+    async fn load_with(
+        &self,
+        source: &str,
+        license_file: Option<&Path>,
+        current: Option<VendorRelease>,
+        list_required: bool,
     ) -> anyhow::Result<Upstream> {
         if !source.starts_with("replicated://")
             && (self.channel.is_some() || self.app_version_label.is_some())
@@ -60,6 +80,7 @@ impl UpstreamArgs {
                 channel: self.channel.clone(),
                 version_label: self.app_version_label.clone(),
                 current,
+                list_required,
             },
         };
         Ok(upstream::load(source, &opts).await?)
