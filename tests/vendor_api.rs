@@ -74,6 +74,11 @@ fn template(vendor: &Vendor, source: &str, license: &Path, extra: &[&str]) -> st
         .unwrap()
 }
 
+/// A license for app `myapp` with [`LICENSE_ID`], in the shape `api` names.
+fn license_file(dir: &Path, api: &str, endpoint: &str, sequence: i64) -> std::path::PathBuf {
+    write_license(dir, api, LICENSE_ID, endpoint, sequence)
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -86,52 +91,37 @@ fn first_pull_pinned_version_and_channel_are_asked_as_kots_asks() {
     vendor.publish(v2.path(), STABLE, 5, "1.1.0", false);
     vendor.publish(b1.path(), BETA, 9, "2.0.0-beta", false);
     let home = tempfile::tempdir().unwrap();
-    let lic1 = write_license(
+    let lic1 = license_file(
         home.path(),
         "kots.io/v1beta1",
-        LICENSE_ID,
         "https://replicated.invalid",
         3,
     );
 
+    // Runs `template SOURCE` and checks the one request the double saw; the output.
+    let asks = |source: &str, license: &Path, extra: &[&str], path: &str, query: String| {
+        vendor.clear_seen();
+        let out = ok(template(&vendor, source, license, extra), source);
+        assert_eq!(vendor.seen(), vec![api(path, query)], "{source} {extra:?}");
+        out
+    };
     // First pull: no channel in the path, an empty cursor, the license's channel and sequence.
-    ok(
-        template(&vendor, "replicated://myapp", &lic1, &[]),
-        "template",
-    );
-    assert_eq!(
-        vendor.seen(),
-        vec![api("/release/myapp", kots_query("", 3, "ch-stable", None))]
-    );
-
+    let latest = kots_query("", 3, "ch-stable", None);
+    asks("replicated://myapp", &lic1, &[], "/release/myapp", latest);
     // Pinned: versionLabel, and the release served is that one, not the latest.
-    vendor.clear_seen();
-    let out = bin()
-        .env("REPLICATED_APP_ENDPOINT", vendor.endpoint())
-        .args(["template", "replicated://myapp", "--license-file"])
-        .arg(&lic1)
-        .args(["--app-version-label", "1.0.0"])
-        .output()
-        .unwrap();
-    let rendered = ok(out, "template --app-version-label");
+    let pinned = kots_query("", 3, "ch-stable", Some("1.0.0"));
+    let pin = ["--app-version-label", "1.0.0"];
+    let rendered = asks("replicated://myapp", &lic1, &pin, "/release/myapp", pinned);
     assert!(
         rendered.contains("1.0.0") && !rendered.contains("1.1.0"),
         "{rendered}"
     );
-    assert_eq!(
-        vendor.seen(),
-        vec![api(
-            "/release/myapp",
-            kots_query("", 3, "ch-stable", Some("1.0.0"))
-        )]
-    );
 
     // A multi-channel (v1beta2) license and a channel: in the path, and its ID selected.
     let dir2 = tempfile::tempdir().unwrap();
-    let lic2 = write_license(
+    let lic2 = license_file(
         dir2.path(),
         "kots.io/v1beta2",
-        LICENSE_ID,
         "https://replicated.invalid",
         8,
     );
@@ -139,27 +129,13 @@ fn first_pull_pinned_version_and_channel_are_asked_as_kots_asks() {
         ("replicated://myapp/beta", &[][..]),
         ("replicated://myapp", &["--channel", "beta"][..]),
     ] {
-        vendor.clear_seen();
-        ok(template(&vendor, source, &lic2, extra), source);
-        assert_eq!(
-            vendor.seen(),
-            vec![api(
-                "/release/myapp/beta",
-                kots_query("", 8, "ch-beta", None)
-            )],
-            "{source} {extra:?}"
-        );
+        let beta = kots_query("", 8, "ch-beta", None);
+        let out = asks(source, &lic2, extra, "/release/myapp/beta", beta);
+        assert!(out.contains("2.0.0-beta"), "{out}");
     }
     // No channel asked for: KOTS selects the license's "stable" slug.
-    vendor.clear_seen();
-    ok(
-        template(&vendor, "replicated://myapp", &lic2, &[]),
-        "v1beta2 default",
-    );
-    assert_eq!(
-        vendor.seen(),
-        vec![api("/release/myapp", kots_query("", 8, "ch-stable", None))]
-    );
+    let stable = kots_query("", 8, "ch-stable", None);
+    asks("replicated://myapp", &lic2, &[], "/release/myapp", stable);
     // A channel the license does not have: refused before any request, naming the ones it has.
     vendor.clear_seen();
     let out = template(&vendor, "replicated://myapp/nightly", &lic2, &[]);
@@ -199,13 +175,7 @@ fn export_through_a_cdn_redirect_records_the_release_and_an_import_does_not_skip
     vendor.publish(v2.path(), STABLE, 5, "1.1.0", true);
     vendor.use_cdn();
     let work = tempfile::tempdir().unwrap();
-    let license = write_license(
-        work.path(),
-        "kots.io/v1beta1",
-        LICENSE_ID,
-        &vendor.endpoint(),
-        3,
-    );
+    let license = license_file(work.path(), "kots.io/v1beta1", &vendor.endpoint(), 3);
     let export = |out: &Path, extra: &[&str]| {
         ok(
             export_cmd(&src, Path::new("replicated://myapp"), out, extra)
@@ -299,13 +269,7 @@ fn an_update_asks_from_its_sequence_and_does_not_skip_a_required_release() {
     let v1 = release("1.0.0");
     vendor.publish(v1.path(), STABLE, 1, "1.0.0", false);
     let work = tempfile::tempdir().unwrap();
-    let license = write_license(
-        work.path(),
-        "kots.io/v1beta1",
-        LICENSE_ID,
-        &vendor.endpoint(),
-        3,
-    );
+    let license = license_file(work.path(), "kots.io/v1beta1", &vendor.endpoint(), 3);
     let dir = work.path().join("myapp");
     let pull = |extra: &[&str]| {
         bin()
@@ -386,13 +350,7 @@ fn a_refusal_shows_the_vendor_message_without_the_license_id() {
         &format!("License {LICENSE_ID} has expired. Contact your vendor to renew it."),
     );
     let work = tempfile::tempdir().unwrap();
-    let license = write_license(
-        work.path(),
-        "kots.io/v1beta1",
-        LICENSE_ID,
-        &vendor.endpoint(),
-        3,
-    );
+    let license = license_file(work.path(), "kots.io/v1beta1", &vendor.endpoint(), 3);
     let out = template(&vendor, "replicated://myapp", &license, &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -403,4 +361,38 @@ fn a_refusal_shows_the_vendor_message_without_the_license_id() {
     );
     assert!(err.contains(&license.display().to_string()), "{err}");
     assert!(!err.contains(LICENSE_ID), "{err}");
+}
+
+#[test]
+fn redirects_keep_the_license_on_its_origin_stop_at_ten_and_never_go_to_plain_http() {
+    let vendor = Vendor::start("myapp", LICENSE_ID, "ch-stable");
+    let work = tempfile::tempdir().unwrap();
+    let license = license_file(work.path(), "kots.io/v1beta1", &vendor.endpoint(), 3);
+    // The same origin, again and again: followed with the license each time, then stopped.
+    vendor.redirect_to("/release/myapp?again");
+    let out = template(&vendor, "replicated://myapp", &license, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("more than 10 redirects"),
+        "{}",
+        stderr(&out)
+    );
+    let seen = vendor.seen();
+    assert_eq!(seen.len(), 11, "{seen:?}");
+    let auth = vendor.expected_authorization();
+    assert!(seen
+        .iter()
+        .all(|s| !s.cdn && s.authorization.as_deref() == Some(auth.as_str())));
+    // A downgrade to plain http off loopback is not followed.
+    vendor.clear_seen();
+    vendor.redirect_to("http://cdn.example.invalid/release.tgz");
+    let out = template(&vendor, "replicated://myapp", &license, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("redirected to http://cdn.example.invalid/release.tgz, which is not https"),
+        "{err}"
+    );
+    assert!(!err.contains(LICENSE_ID), "{err}");
+    assert_eq!(vendor.seen().len(), 1);
 }

@@ -55,10 +55,11 @@ pub struct PullArgs {
 
 pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
     let rt = runtime()?;
-    let upstream = rt.block_on(args.upstream_args.load_update(
+    let upstream = rt.block_on(args.upstream_args.load_with(
         &args.upstream,
         args.render.license_file.as_deref(),
         kept_release(args)?,
+        false,
     ))?;
     let rendered = super::render::for_discovery(&upstream, &args.render)?;
     let mut found = args.selection.select(&rendered.for_discovery())?;

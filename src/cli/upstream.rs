@@ -36,28 +36,10 @@ impl UpstreamArgs {
         self.load_with(source, license_file, None, false).await
     }
 
-    /// [`Self::load`] for an archive: a `replicated://` release also records the required
-    /// releases before it, for an import into an older app directory to check.
-    pub async fn load_for_archive(
-        &self,
-        source: &str,
-        license_file: Option<&Path>,
-    ) -> anyhow::Result<Upstream> {
-        self.load_with(source, license_file, None, true).await
-    }
-
-    /// [`Self::load`] for an update of a kept app directory that holds `current`: the vendor
-    /// API is asked for what follows it.
-    pub async fn load_update(
-        &self,
-        source: &str,
-        license_file: Option<&Path>,
-        current: Option<VendorRelease>,
-    ) -> anyhow::Result<Upstream> {
-        self.load_with(source, license_file, current, false).await
-    }
-
-    async fn load_with(
+    /// [`Self::load`] with what `replicated://` needs beyond the flags: the release the kept
+    /// app directory holds (`current`, an update asks for what follows it), and for an
+    /// archive (`list_required`) the channel's required releases before the one served.
+    pub async fn load_with(
         &self,
         source: &str,
         license_file: Option<&Path>,

@@ -9,6 +9,7 @@
 //!   port ("the CDN"), which refuses any request that carries Authorization.
 //! - `GET /release/<slug>/pending?channelSequence=N...`: `{"channelReleases": [...]}`, the
 //!   channel's releases after N.
+//! - [`Vendor::redirect_to`]: every API request answered with a 302 there.
 //! - [`Vendor::refuse`]: every request answered with that status and body.
 //!
 //! Every request is recorded (port, path, query, Authorization) so tests assert exactly what
@@ -54,6 +55,7 @@ struct Shared {
     /// The channel a request without one in its path downloads from (the license's).
     default_channel_id: String,
     cdn: bool,
+    redirect: Option<String>,
     refuse: Option<(u16, String)>,
     seen: Vec<Seen>,
 }
@@ -137,6 +139,11 @@ impl Vendor {
     /// Release downloads answer with a redirect to the CDN port.
     pub fn use_cdn(&self) {
         self.shared.lock().unwrap().cdn = true;
+    }
+
+    /// Every request to the API is answered with a 302 to `location`.
+    pub fn redirect_to(&self, location: &str) {
+        self.shared.lock().unwrap().redirect = Some(location.to_string());
     }
 
     /// Every request is answered with `status` and `body`.
@@ -254,6 +261,13 @@ impl Ctx {
         }
         if authorization != Some(self.expected_auth.as_str()) {
             return text("401 Unauthorized", "invalid license");
+        }
+        if let Some(location) = &shared.redirect {
+            return (
+                "302 Found".into(),
+                format!("Location: {location}\r\n"),
+                Vec::new(),
+            );
         }
         let Some(rest) = path.strip_prefix(&format!("/release/{}", self.slug)) else {
             return text("404 Not Found", "no such app");
