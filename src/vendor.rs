@@ -155,6 +155,18 @@ fn origin(endpoint: &str) -> Result<String, String> {
     })
 }
 
+/// `endpoint/seg/seg?query`, each segment percent-encoded (a slug cannot change the path).
+fn api_url(endpoint: &str, segments: &[&str], query: &str) -> Result<String, VendorError> {
+    let mut u = url::Url::parse(endpoint)
+        .map_err(|e| VendorError::License(format!("endpoint {endpoint:?}: {e}")))?;
+    u.path_segments_mut()
+        .map_err(|()| VendorError::License(format!("endpoint {endpoint:?} cannot have a path")))?
+        .clear()
+        .extend(segments);
+    u.set_query(Some(query));
+    Ok(u.into())
+}
+
 /// The vendor API's address: `$REPLICATED_APP_ENDPOINT` (as KOTS reads it), else the
 /// license's endpoint.
 fn endpoint(license: &License) -> Result<String, String> {
@@ -180,21 +192,19 @@ pub async fn download(
         .and_then(|c| c.channel_sequence)
         .map(|s| s.to_string())
         .unwrap_or_default();
-    let mut path = format!("release/{}", license.app_slug);
-    if let Some(ch) = &query_in.channel {
-        path.push('/');
-        path.push_str(ch);
-    }
     let endpoint = endpoint(license).map_err(VendorError::License)?;
-    let url = format!(
-        "{endpoint}/{path}?{}",
-        query(
+    let mut path = vec!["release", license.app_slug.as_str()];
+    path.extend(query_in.channel.as_deref());
+    let url = api_url(
+        &endpoint,
+        &path,
+        &query(
             license,
             &cursor,
             query_in.version_label.as_deref(),
-            &channel_id
-        )
-    );
+            &channel_id,
+        ),
+    )?;
     let (body, headers) = get(&url, license, opts)
         .await
         .map_err(VendorError::License)?;
@@ -220,12 +230,13 @@ pub async fn download(
         required_releases: Vec::new(),
     };
     let pending = |cursor: String| {
-        let url = format!(
-            "{endpoint}/release/{}/pending?{}",
-            license.app_slug,
-            query(license, &cursor, None, &channel_id)
+        let url = api_url(
+            &endpoint,
+            &["release", &license.app_slug, "pending"],
+            &query(license, &cursor, None, &channel_id),
         );
         async move {
+            let url = url?;
             let (list, _) = get(&url, license, opts)
                 .await
                 .map_err(VendorError::License)?;
@@ -362,6 +373,17 @@ mod tests {
             "channelSequence=&isEmbeddedCluster=false&isSemverSupported=true&licenseSequence=7\
              &selectedChannelId=top&versionLabel=1.2.3+beta"
         );
+    }
+
+    #[test]
+    fn a_slug_cannot_change_the_path_or_query() {
+        let u = api_url(
+            "http://127.0.0.1:9/x",
+            &["release", "myapp", "a/../b?c"],
+            "q=1",
+        )
+        .unwrap();
+        assert_eq!(u, "http://127.0.0.1:9/release/myapp/a%2F..%2Fb%3Fc?q=1");
     }
 
     #[test]
