@@ -143,19 +143,8 @@ fn query(
     q.finish()
 }
 
-/// `scheme://host[:port]` of the endpoint (KOTS drops any path it has).
-fn origin(endpoint: &str) -> Result<String, String> {
-    let u = url::Url::parse(endpoint).map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
-    let host = u
-        .host_str()
-        .ok_or_else(|| format!("endpoint {endpoint:?} has no host"))?;
-    Ok(match u.port() {
-        Some(p) => format!("{}://{host}:{p}", u.scheme()),
-        None => format!("{}://{host}", u.scheme()),
-    })
-}
-
-/// `endpoint/seg/seg?query`, each segment percent-encoded (a slug cannot change the path).
+/// `endpoint/seg/seg?query`: the endpoint's own path dropped (as KOTS does), each segment
+/// percent-encoded (a slug cannot change the path).
 fn api_url(endpoint: &str, segments: &[&str], query: &str) -> Result<String, VendorError> {
     let mut u = url::Url::parse(endpoint)
         .map_err(|e| VendorError::License(format!("endpoint {endpoint:?}: {e}")))?;
@@ -169,13 +158,13 @@ fn api_url(endpoint: &str, segments: &[&str], query: &str) -> Result<String, Ven
 
 /// The vendor API's address: `$REPLICATED_APP_ENDPOINT` (as KOTS reads it), else the
 /// license's endpoint.
-fn endpoint(license: &License) -> Result<String, String> {
-    origin(&std::env::var("REPLICATED_APP_ENDPOINT").unwrap_or(license.endpoint.clone()))
+fn endpoint(license: &License) -> String {
+    std::env::var("REPLICATED_APP_ENDPOINT").unwrap_or(license.endpoint.clone())
 }
 
 /// Downloads the release `query` asks for: the tarball and what the headers say about it.
 /// An update (`query.current` on the same channel) that would skip a required release is
-/// refused, naming it, before the tarball is read.
+/// refused, naming it, before the release's files are read.
 pub async fn download(
     license: &License,
     query_in: &ReleaseQuery,
@@ -192,7 +181,7 @@ pub async fn download(
         .and_then(|c| c.channel_sequence)
         .map(|s| s.to_string())
         .unwrap_or_default();
-    let endpoint = endpoint(license).map_err(VendorError::License)?;
+    let endpoint = endpoint(license);
     let mut path = vec!["release", license.app_slug.as_str()];
     path.extend(query_in.channel.as_deref());
     let url = api_url(
@@ -384,6 +373,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(u, "http://127.0.0.1:9/release/myapp/a%2F..%2Fb%3Fc?q=1");
+        // The endpoint's own path is dropped, as KOTS drops it.
+        let u = api_url("https://replicated.app/v1/", &["release", "myapp"], "").unwrap();
+        assert_eq!(u, "https://replicated.app/release/myapp?");
     }
 
     #[test]
