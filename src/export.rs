@@ -107,6 +107,7 @@ pub async fn export(
         name: name.to_string(),
         version: upstream.version.clone(),
         source: upstream.source.clone(),
+        release: upstream.release.clone(),
     };
     write_archive(source, &resolved, app, &upstream.files, opts).await
 }

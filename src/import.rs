@@ -172,6 +172,7 @@ pub fn state_for(
         app: upstream.require_name()?.to_string(),
         version: upstream.version.clone(),
         source: upstream.source.clone(),
+        release: upstream.release.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         images: images
             .iter()
@@ -224,6 +225,19 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
     };
     let mut dir = AppDir::open(&app_dir)
         .with_context(|| format!("opening the app directory {}", app_dir.display()))?;
+    // KOTS's airgap update check: the archive lists the required releases before it.
+    if let (Some(current), Some(next)) = (
+        overlay::read_state(&app_dir)?.and_then(|s| s.release),
+        &meta.app.release,
+    ) {
+        crate::vendor::check_update(&current, next, &next.required_releases).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; import the archive of {} first (the app directory was left as it was)",
+                app_dir.display(),
+                e.oldest
+            )
+        })?;
+    }
     let r = reader.clone();
     let files = tokio::task::spawn_blocking(move || r.upstream_files())
         .await
@@ -233,6 +247,7 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         name: Some(meta.app.name.clone()),
         version: meta.app.version.clone(),
         files,
+        release: meta.app.release.clone(),
     };
     // Rendered before anything is pushed: a config answer missing or a chart that fails
     // stops the import with the registry untouched.

@@ -31,6 +31,8 @@ pub struct Upstream {
     pub version: Option<String>,
     /// Sorted by path.
     pub files: Vec<ManifestFile>,
+    /// For `replicated://`: what the vendor API said about the release it served.
+    pub release: Option<crate::vendor::VendorRelease>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,8 @@ pub struct UpstreamOptions {
     pub ca_file: Option<PathBuf>,
     /// `--app-name`: the app's name, instead of the one the upstream suggests.
     pub app_name: Option<String>,
+    /// For `replicated://`: the channel, the version and the release updated from.
+    pub release: crate::vendor::ReleaseQuery,
 }
 
 /// Fetches the app from any supported source: a directory or tarball path, an `https://`
@@ -143,6 +147,7 @@ fn finish_remote(
         )?,
         version: version.or(app_version),
         files,
+        release: None,
     })
 }
 
@@ -222,8 +227,17 @@ fn check_tree(source: &str, files: &[ManifestFile]) -> Result<(), UpstreamError>
     })
 }
 
-/// GETs `url` into memory (manifests are small; capped), TLS verified.
-async fn fetch(
+/// Most redirects one fetch follows (Go's net/http, which KOTS uses, stops at 10 too).
+const MAX_REDIRECTS: usize = 10;
+/// How much of a refusal's body is shown: the vendor's message, not a page of HTML.
+const MAX_ERROR_BODY: usize = 2048;
+
+/// GETs `url` into memory (manifests are small; capped), TLS verified. Redirects are
+/// followed (release downloads may go to a CDN), never to plain http off loopback, and
+/// `basic` credentials are sent to the first origin only: reqwest drops Authorization on a
+/// redirect to another host or port. A refusal's message is the server's body, with the
+/// password cut out.
+pub(crate) async fn fetch(
     url: &str,
     opts: &UpstreamOptions,
     basic: Option<(&str, &str)>,
@@ -237,10 +251,19 @@ async fn fetch(
             "plain http is accepted only from localhost; use https://".into(),
         ));
     }
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if attempt.url().scheme() != "https" && !is_loopback_http(attempt.url().as_str()) {
+            let why = format!("redirected to {}, which is not https", attempt.url());
+            attempt.error(why)
+        } else {
+            attempt.follow()
+        }
+    });
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("kots-bundle/", env!("CARGO_PKG_VERSION")))
-        // A redirect could downgrade to http or leave for another host with our license.
-        .redirect(reqwest::redirect::Policy::none());
+        .redirect(policy);
     if let Some(ca) = &opts.ca_file {
         let pem = std::fs::read(ca)
             .map_err(|e| err(format!("reading --upstream-ca {}: {e}", ca.display())))?;
@@ -253,8 +276,12 @@ async fn fetch(
     if let Some((user, pass)) = basic {
         req = req.basic_auth(user, Some(pass));
     }
+    let hide = |s: String| match basic {
+        Some((_, pass)) if !pass.is_empty() => s.replace(pass, "***"),
+        _ => s,
+    };
     let resp = req.send().await.map_err(|e| {
-        let why = describe_reqwest(&e);
+        let why = hide(describe_reqwest(&e));
         if why.contains("certificate") {
             err(format!(
                 "{why}; if the server's certificate is from a private CA, pass --upstream-ca FILE"
@@ -265,14 +292,23 @@ async fn fetch(
     })?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(err(format!("HTTP {status}")));
+        // KOTS shows the vendor's body as the error: it says what to do (an expired
+        // license, a version not on the channel).
+        let body = resp.bytes().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY)]);
+        let text = hide(text.trim().to_string());
+        return Err(err(if text.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {}", crate::names::escaped(&text))
+        }));
     }
     let headers = resp.headers().clone();
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     use futures_util::StreamExt;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| err(describe_reqwest(&e)))?;
+        let chunk = chunk.map_err(|e| err(hide(describe_reqwest(&e))))?;
         body.extend_from_slice(&chunk);
         if body.len() as u64 > MAX_UPSTREAM_BYTES {
             return Err(err(format!("larger than {MAX_UPSTREAM_BYTES} bytes")));
@@ -357,40 +393,54 @@ async fn load_replicated(
         path: license_path.clone(),
         why: e.why,
     })?;
-    let app = app.trim_end_matches('/');
+    // `replicated://APP/CHANNEL`, as KOTS parses it; `--channel` says the same.
+    let (app, path_channel) = match app.trim_end_matches('/').split_once('/') {
+        Some((a, c)) => (a, Some(c.to_string())),
+        None => (app.trim_end_matches('/'), None),
+    };
     if !app.is_empty() && app != license.app_slug {
         return Err(UpstreamError::License {
             path: license_path.clone(),
             why: format!("is for app {:?}, not {app:?}", license.app_slug),
         });
     }
-    let endpoint = std::env::var("REPLICATED_APP_ENDPOINT").unwrap_or(license.endpoint.clone());
-    let url = format!(
-        "{}/release/{}",
-        endpoint.trim_end_matches('/'),
-        license.app_slug
-    );
-    let (body, headers) = fetch(&url, opts, Some((&license.license_id, &license.license_id)))
+    let mut query = opts.release.clone();
+    match (&query.channel, path_channel) {
+        (Some(flag), Some(path)) if *flag != path => {
+            return Err(UpstreamError::Source {
+                source_ref: source.to_string(),
+                why: format!("names channel {path:?} but --channel is {flag:?}"),
+            })
+        }
+        (None, path) => query.channel = path,
+        _ => {}
+    }
+    let (body, release) = crate::vendor::download(&license, &query, opts)
         .await
         .map_err(|e| match e {
-            UpstreamError::Fetch { why, .. } => UpstreamError::License {
+            crate::vendor::VendorError::License(why) => UpstreamError::License {
                 path: license_path.clone(),
-                why: format!("the vendor API at {url} refused the release download: {why}"),
+                why,
             },
-            other => other,
+            crate::vendor::VendorError::RequiredSkipped(e) => UpstreamError::Source {
+                source_ref: source.to_string(),
+                why: format!(
+                    "{e}; run again with --app-version-label {}, then update again (the app \
+                     directory was left as it was)",
+                    e.oldest
+                ),
+            },
         })?;
-    let files = read_tgz(&body[..], Path::new(&url))?;
-    let version = headers
-        .get("X-Replicated-VersionLabel")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    finish_remote(
+    let files = read_tgz(&body[..], Path::new(source))?;
+    let mut up = finish_remote(
         source,
         files,
         crate::names::app_name_from(&license.app_slug),
-        version,
+        release.version_label.clone(),
         opts,
-    )
+    )?;
+    up.release = Some(release);
+    Ok(up)
 }
 
 /// Reads a local directory or tarball.
@@ -437,6 +487,7 @@ pub fn load_path(path: &Path, opts: &UpstreamOptions) -> Result<Upstream, Upstre
         source,
         version,
         files,
+        release: None,
     })
 }
 

@@ -245,6 +245,26 @@ async fn metadata_matches_the_published_schema() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // A replicated:// release (added within v1) as export writes it.
+    doc["app"]["release"] = serde_json::json!({
+        "channelId": "ch-stable", "channelName": "Stable", "channelSequence": 5,
+        "versionLabel": "1.1.0", "releasedAt": "2026-11-06T10:00:00Z", "isRequired": true
+    });
+    let ok = validate(&doc);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    doc["app"]["release"]["requiredReleases"] =
+        serde_json::json!([{"channelSequence": 3, "versionLabel": "1.0.5"}]);
+    assert!(validate(&doc).status.success());
+    doc["app"]["release"]["channelSequence"] = "5".into();
+    assert!(
+        !validate(&doc).status.success(),
+        "the schema allows a sequence that is not a number"
+    );
+    doc["app"].as_object_mut().unwrap().remove("release");
     doc["app"]["name"] = "../elsewhere".into();
     assert!(
         !validate(&doc).status.success(),

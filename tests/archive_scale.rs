@@ -83,6 +83,7 @@ pub fn big_archive(path: &Path, images: usize, copies: usize) {
             name: "big".into(),
             version: None,
             source: "test".into(),
+            release: None,
         },
         created: "2026-01-01T00:00:00Z".into(),
         compression: Compression::Zstd,

@@ -750,6 +750,7 @@ async fn export_refuses_what_the_reader_would_before_any_download() {
         name: name.into(),
         version: None,
         source: "test".into(),
+        release: None,
     };
     let out = tmp.path().join("out.airgap");
     for (app_name, files, needle) in [
@@ -787,6 +788,7 @@ async fn export_refuses_what_the_reader_would_before_any_download() {
         let reg = TestRegistry::start();
         let upstream = Upstream {
             source: "test".into(),
+            release: None,
             name: Some(app_name.into()),
             version: None,
             files: files.clone(),

@@ -292,6 +292,7 @@ fn state(up: &Upstream, rw: &[ImageRewrite]) -> State {
         app: up.name.clone().unwrap(),
         version: None,
         source: up.source.clone(),
+        release: None,
         tool_version: "test".into(),
         images: rw
             .iter()

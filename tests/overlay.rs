@@ -80,6 +80,7 @@ fn state_for(up: &Upstream, rw: &[ImageRewrite]) -> State {
         app: up.name.clone().unwrap(),
         version: up.version.clone(),
         source: up.source.clone(),
+        release: None,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         images: rw
             .iter()
@@ -337,6 +338,7 @@ fn nothing_deployable_still_renders() {
     let dir = tmp.path().join("app");
     let up = Upstream {
         source: "test".into(),
+        release: None,
         name: Some("only-kots".into()),
         version: None,
         files: vec![ManifestFile {

@@ -9,122 +9,21 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 
 use common::app::{app_dir, bin, ok, output_with_stdin, rendered_images, Source};
 use common::synth::{self, ImageSpec};
+use common::vendor::{tgz, Vendor};
 use common::TestRegistry;
 
 const USER: &str = "puller";
 const PASS: &str = "pu11-Pa55word";
 const LICENSE_ID: &str = "2aBcDeFgHiJkLmNoPqRsT";
 
-/// The vendor API: `GET /release/<slug>` with HTTP Basic `licenseID:licenseID` answers a
-/// gzip'd tar of the release and its version label. A real HTTP server on loopback.
-struct Vendor {
-    addr: String,
-    release: Arc<Mutex<(Vec<u8>, String)>>,
-    /// Authorization outcomes seen, in order (true = accepted).
-    seen: Arc<Mutex<Vec<bool>>>,
-}
-
-impl Vendor {
-    fn start(slug: &str) -> Vendor {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let release = Arc::new(Mutex::new((Vec::new(), String::new())));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (r, s, path) = (release.clone(), seen.clone(), format!("/release/{slug}"));
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                let mut auth = None;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = line.split_once(':') {
-                        if k.eq_ignore_ascii_case("authorization") {
-                            auth = Some(v.trim().to_string());
-                        }
-                    }
-                }
-                use base64::Engine as _;
-                let expected = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD
-                        .encode(format!("{LICENSE_ID}:{LICENSE_ID}"))
-                );
-                let wanted = request_line.split_whitespace().nth(1) == Some(path.as_str());
-                let authorized = auth.as_deref() == Some(expected.as_str());
-                s.lock().unwrap().push(authorized);
-                let (status, headers, body) = if !wanted {
-                    ("404 Not Found", String::new(), b"not found".to_vec())
-                } else if !authorized {
-                    (
-                        "401 Unauthorized",
-                        String::new(),
-                        b"invalid license".to_vec(),
-                    )
-                } else {
-                    let (body, version) = r.lock().unwrap().clone();
-                    (
-                        "200 OK",
-                        format!(
-                            "Content-Type: application/gzip\r\nX-Replicated-VersionLabel: {version}\r\n"
-                        ),
-                        body,
-                    )
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(&body);
-            }
-        });
-        Vendor {
-            addr,
-            release,
-            seen,
-        }
-    }
-
-    /// Publishes the files of `dir` as the current release, wrapped in a top directory as
-    /// vendors' tarballs are.
-    fn publish(&self, dir: &Path, version: &str) {
-        *self.release.lock().unwrap() = (tgz(dir), version.to_string());
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-fn tgz(dir: &Path) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    tar.append_dir_all("release-1", dir).unwrap();
-    tar.into_inner().unwrap().finish().unwrap()
-}
+/// The license's one channel, as the vendor API double publishes on it.
+const STABLE: (&str, &str, &str) = ("ch-stable", "Stable", "stable");
 
 fn write_license(dir: &Path, id: &str, endpoint: &str) -> PathBuf {
-    let p = dir.join("license.yaml");
-    std::fs::write(
-        &p,
-        format!(
-            "apiVersion: kots.io/v1beta1\nkind: License\nmetadata:\n  name: customer\nspec:\n  licenseID: {id}\n  appSlug: myapp\n  endpoint: {endpoint}\n  channelName: Stable\n"
-        ),
-    )
-    .unwrap();
-    p
+    common::vendor::write_license(dir, "kots.io/v1beta1", id, endpoint, 1)
 }
 
 /// The v2 app: `b` moves to a new tag.
@@ -190,9 +89,9 @@ fn blob_files(layout: &Path) -> std::collections::BTreeSet<String> {
 fn seed_flow_pulls_pushes_rewrites_and_updates_in_place() {
     let mut src = Source::start(Source::default_specs());
     let dest = TestRegistry::start_tls_htpasswd(USER, PASS);
-    let vendor = Vendor::start("myapp");
+    let vendor = Vendor::start("myapp", LICENSE_ID, "ch-stable");
     let app = app_dir(&src);
-    vendor.publish(app.path(), "1.0.0");
+    vendor.publish(app.path(), STABLE, 1, "1.0.0", false);
     let home = tempfile::tempdir().unwrap();
     let license = write_license(home.path(), LICENSE_ID, "https://replicated.invalid");
 
@@ -246,7 +145,7 @@ fn seed_flow_pulls_pushes_rewrites_and_updates_in_place() {
     std::fs::write(&mid, &edited).unwrap();
     src.add(ImageSpec::new("b:v2", 44));
     let v2 = app_v2(&src);
-    vendor.publish(v2.path(), "1.1.0");
+    vendor.publish(v2.path(), STABLE, 2, "1.1.0", false);
     let blobs_before = blob_files(&dir.join("images"));
     let writes_before = dest.count_writes();
 
@@ -289,7 +188,11 @@ fn seed_flow_pulls_pushes_rewrites_and_updates_in_place() {
     assert!(std::fs::read_to_string(dir.join("upstream/app.yaml"))
         .unwrap()
         .contains("b:v2"));
-    assert!(vendor.seen.lock().unwrap().iter().all(|ok| *ok));
+    let auth = vendor.expected_authorization();
+    assert!(vendor
+        .seen()
+        .iter()
+        .all(|s| s.authorization.as_deref() == Some(auth.as_str())));
 }
 
 #[test]
@@ -327,9 +230,9 @@ fn pull_without_rewrite_keeps_images_and_pushes_nothing() {
 #[test]
 fn export_replicated_with_license_and_refusal_of_a_wrong_one() {
     let src = Source::start(Source::default_specs());
-    let vendor = Vendor::start("myapp");
+    let vendor = Vendor::start("myapp", LICENSE_ID, "ch-stable");
     let app = app_dir(&src);
-    vendor.publish(app.path(), "2.3.4");
+    vendor.publish(app.path(), STABLE, 1, "2.3.4", false);
     let work = tempfile::tempdir().unwrap();
     let license = write_license(work.path(), LICENSE_ID, &vendor.endpoint());
 
@@ -386,7 +289,11 @@ fn export_replicated_with_license_and_refusal_of_a_wrong_one() {
         0,
         "no output file"
     );
-    assert_eq!(vendor.seen.lock().unwrap().last(), Some(&false));
+    let auth = vendor.expected_authorization();
+    assert_ne!(
+        vendor.seen().last().unwrap().authorization.as_deref(),
+        Some(auth.as_str())
+    );
 }
 
 #[test]

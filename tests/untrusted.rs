@@ -154,6 +154,7 @@ fn kinds_names_and_namespaces_cannot_place_files_outside_the_app_directory() {
     let doc = "apiVersion: v1\nkind: ../../../../outside/x\nmetadata:\n  name: ../../../../outside/y\n  namespace: /tmp/z\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: 'nginx:1.25'}]\n";
     let up = Upstream {
         source: "test".into(),
+        release: None,
         name: Some("app".into()),
         version: None,
         files: vec![ManifestFile {
@@ -172,6 +173,7 @@ fn kinds_names_and_namespaces_cannot_place_files_outside_the_app_directory() {
         app: "app".into(),
         version: None,
         source: "test".into(),
+        release: None,
         tool_version: "test".into(),
         images: vec![],
         destination: None,

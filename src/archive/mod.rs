@@ -102,6 +102,10 @@ pub struct App {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     pub source: String,
+    /// For `replicated://`: the vendor API's channel, sequence, version label, release date
+    /// and required flag. Added within v1: older archives have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<crate::vendor::VendorRelease>,
 }
 
 /// One source image: what the manifests reference and what was fetched for it.

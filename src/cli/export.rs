@@ -68,10 +68,12 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
         None => None,
     };
     let rt = runtime()?;
-    let upstream = rt.block_on(
-        args.upstream_args
-            .load(&args.upstream, args.render.license_file.as_deref()),
-    )?;
+    let upstream = rt.block_on(args.upstream_args.load_with(
+        &args.upstream,
+        args.render.license_file.as_deref(),
+        None,
+        true,
+    ))?;
     let name = upstream.require_name()?.to_string();
     // Images are found in what the app renders to (templates, charts), not in the templates.
     let rendered = super::render::for_discovery(&upstream, &args.render)?;

@@ -35,6 +35,21 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<i32> {
         meta.app.version.as_deref().map_or("-".into(), escaped)
     );
     println!("source:      {}", escaped(&meta.app.source));
+    if let Some(r) = &meta.app.release {
+        let or_dash = |s: &str| if s.is_empty() { "-".into() } else { escaped(s) };
+        println!(
+            "release:     {} on channel {} ({}), sequence {}{}",
+            r.version_label.as_deref().map_or("-".into(), escaped),
+            or_dash(&r.channel_name),
+            or_dash(&r.channel_id),
+            r.channel_sequence.map_or("-".into(), |s| s.to_string()),
+            if r.is_required { ", required" } else { "" }
+        );
+        println!(
+            "released:    {}",
+            r.released_at.as_deref().map_or("-".into(), escaped)
+        );
+    }
     println!(
         "created:     {} by {} {}",
         escaped(&meta.created),

@@ -55,10 +55,12 @@ pub struct PullArgs {
 
 pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
     let rt = runtime()?;
-    let upstream = rt.block_on(
-        args.upstream_args
-            .load(&args.upstream, args.render.license_file.as_deref()),
-    )?;
+    let upstream = rt.block_on(args.upstream_args.load_with(
+        &args.upstream,
+        args.render.license_file.as_deref(),
+        kept_release(args)?,
+        false,
+    ))?;
     let rendered = super::render::for_discovery(&upstream, &args.render)?;
     let mut found = args.selection.select(&rendered.for_discovery())?;
 
@@ -188,6 +190,27 @@ pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
         );
     }
     Ok(exit::OK)
+}
+
+/// The vendor release the app directory this run would update holds, so `replicated://`
+/// asks for what follows it. The directory is found as after the download (`--dest`, else
+/// the current directory if it is an app directory, else `./APP` named by `--app-name` or
+/// the `replicated://` URL); a new directory has none.
+fn kept_release(args: &PullArgs) -> anyhow::Result<Option<crate::vendor::VendorRelease>> {
+    let Some(rest) = args.upstream.strip_prefix("replicated://") else {
+        return Ok(None);
+    };
+    let cwd = std::env::current_dir().context("current directory")?;
+    let dir = match (&args.dest, &args.upstream_args.app_name) {
+        (Some(d), _) => d.clone(),
+        (None, _) if crate::overlay::is_app_dir(&cwd) => cwd,
+        (None, Some(name)) => cwd.join(name),
+        (None, None) => match rest.split('/').next().and_then(crate::names::app_name_from) {
+            Some(name) => cwd.join(name),
+            None => return Ok(None),
+        },
+    };
+    Ok(crate::overlay::read_state(&dir)?.and_then(|s| s.release))
 }
 
 /// `REGISTRY/NS` as the user gave it.

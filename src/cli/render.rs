@@ -129,6 +129,7 @@ pub async fn load_app(
                 path: file_name,
                 data,
             }],
+            release: None,
         }));
     }
     if path.is_file() && !crate::upstream::is_tarball_name(&lower) {

@@ -123,5 +123,6 @@ fn read_archive(path: &std::path::Path) -> anyhow::Result<Upstream> {
         name: Some(meta.app.name.clone()),
         version: meta.app.version.clone(),
         files: reader.upstream_files()?,
+        release: meta.app.release.clone(),
     })
 }

@@ -28,6 +28,7 @@ fn upstream(version: &str, extra: bool) -> Upstream {
         name: Some("app".into()),
         version: Some(version.into()),
         files,
+        release: None,
     }
 }
 
@@ -38,6 +39,7 @@ fn state(version: &str) -> State {
         source: "test".into(),
         tool_version: "0".into(),
         images: vec![],
+        release: None,
         destination: None,
     }
 }

@@ -59,6 +59,9 @@ pub struct License {
     /// `spec.channelName`.
     pub channel: Option<String>,
     pub channel_id: String,
+    /// `spec.channels`: the channels of a multi-channel license (empty in older ones, which
+    /// name one channel at the top level).
+    pub channels: Vec<LicenseChannel>,
     pub customer_name: String,
     pub customer_email: String,
     pub license_type: String,
@@ -78,6 +81,15 @@ pub struct License {
     pub is_embedded_cluster_multi_node_enabled: bool,
     /// `spec.entitlements`: custom fields, and `expires_at`.
     pub entitlements: BTreeMap<String, Entitlement>,
+}
+
+/// One entry of `spec.channels`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LicenseChannel {
+    pub channel_id: String,
+    pub channel_name: String,
+    pub channel_slug: String,
+    pub is_default: bool,
 }
 
 /// A license file that cannot be used.
@@ -200,12 +212,28 @@ impl License {
             }
         }
         let channel = Some(text_of("channelName")).filter(|c| !c.is_empty());
+        let channels = match spec.get("channels") {
+            Some(Value::Sequence(list)) => list
+                .iter()
+                .map(|c| {
+                    let s = |f: &str| c.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+                    LicenseChannel {
+                        channel_id: s("channelID"),
+                        channel_name: s("channelName"),
+                        channel_slug: s("channelSlug"),
+                        is_default: matches!(c.get("isDefault"), Some(Value::Bool(true))),
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(License {
             license_id,
             app_slug,
             endpoint,
             channel,
             channel_id: text_of("channelID"),
+            channels,
             customer_name: text_of("customerName"),
             customer_email: text_of("customerEmail"),
             license_type: text_of("licenseType"),

@@ -79,6 +79,7 @@ pub async fn archive_with(
         name: "app".into(),
         version: Some(version.unwrap_or_else(|| "1.0".into())),
         source: "test".into(),
+        release: None,
     };
     let opts = ExportOptions {
         output: path.to_path_buf(),

@@ -13,6 +13,7 @@ pub mod faulty;
 pub mod synth;
 pub mod tls;
 pub mod token;
+pub mod vendor;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
