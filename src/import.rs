@@ -241,6 +241,27 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
     inputs.version = meta.app.version.clone();
     let rendered = render_for_install(&upstream.files, &dir, &inputs, Some(&opts.destination))?;
     preflight(&client, &rewrites, opts.concurrency).await?;
+    // Read from the archive only: cheap, and what a differential archive's check needs.
+    let source = Arc::new(ArchiveSource::new(reader.clone()));
+    let mut images = Vec::with_capacity(sources.len());
+    for r in &sources {
+        images.push(copy::resolve(&*source, r, &[]).await?);
+    }
+    // Before any push: the blobs a differential archive leaves out are in the registry.
+    let known: Vec<Reference> = overlay::read_state(&app_dir)?
+        .iter()
+        .flat_map(|s| &s.images)
+        .filter_map(|i| i.target.parse().ok())
+        .collect();
+    crate::differential::place_omitted(
+        &client,
+        &meta,
+        &images,
+        &rewrites,
+        &known,
+        opts.concurrency,
+    )
+    .await?;
     let d = &opts.destination;
     if opts.store_app {
         let repo = crate::appstore::repository(&d.endpoint, d.namespace.as_deref(), &meta.app.name);
@@ -254,15 +275,10 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         }
     }
 
-    let source = Arc::new(ArchiveSource::new(reader.clone()));
-    let mut images = Vec::with_capacity(sources.len());
-    for r in &sources {
-        images.push(copy::resolve(&*source, r, &[]).await?);
-    }
     let report = push(
         source,
         &client,
-        &images,
+        &crate::differential::carried(&images, meta.differential.as_ref()),
         &rewrites,
         opts.concurrency,
         opts.quiet,
