@@ -121,6 +121,9 @@ impl Inventory {
     }
 }
 
+/// One image's manifests found, and the (digest, size) of every blob they name.
+type ImageHeld = (Vec<HeldManifest>, Vec<(Digest, u64)>);
+
 /// What to look for: the app's images named where import pushes them, and the app.
 pub struct Subject {
     pub registry: String,
@@ -142,7 +145,7 @@ pub async fn take(
     targets.sort();
     targets.dedup();
     // Manifests first: one image's tree at a time per task.
-    let found: Vec<Option<(Vec<HeldManifest>, Vec<(Digest, u64)>)>> = stream::iter(targets)
+    let found: Vec<Option<ImageHeld>> = stream::iter(targets)
         .map(|t| read_image(client, t))
         .buffer_unordered(concurrency.max(1))
         .try_collect()
@@ -201,7 +204,7 @@ pub async fn take(
 async fn read_image(
     client: &Client,
     target: &Reference,
-) -> Result<Option<(Vec<HeldManifest>, Vec<(Digest, u64)>)>, RegistryError> {
+) -> Result<Option<ImageHeld>, RegistryError> {
     let (registry, repo) = (target.registry(), target.repository());
     let reference = crate::copy::target_reference(target);
     if client
