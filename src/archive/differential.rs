@@ -138,3 +138,99 @@ pub(crate) fn omitted_sizes(meta: &Metadata) -> HashMap<&Digest, u64> {
         .flat_map(|d| d.omitted.iter().map(|b| (&b.digest, b.size)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::{App, BlobRecord, Compression, Tool, FORMAT};
+
+    fn meta(format: &str, stored: &[(&[u8], &str)], omitted: &[(&[u8], &str)]) -> Metadata {
+        let rec = |(data, mt): &(&[u8], &str)| BlobRecord {
+            digest: Digest::of(data),
+            size: data.len() as u64,
+            media_type: mt.to_string(),
+        };
+        let omitted: Vec<OmittedBlob> = omitted
+            .iter()
+            .map(|b| {
+                let r = rec(b);
+                OmittedBlob {
+                    digest: r.digest,
+                    size: r.size,
+                    media_type: r.media_type,
+                    repositories: vec!["ns/app".into()],
+                }
+            })
+            .collect();
+        Metadata {
+            format: format.into(),
+            tool: Tool {
+                name: "kots-bundle".into(),
+                version: "test".into(),
+            },
+            app: App {
+                name: "app".into(),
+                version: None,
+                source: "test".into(),
+            },
+            created: "2026-01-01T00:00:00Z".into(),
+            compression: Compression::Zstd,
+            images: Vec::new(),
+            blobs: stored.iter().map(rec).collect(),
+            total_size: 0,
+            upstream_files: Vec::new(),
+            upstream_digests: Default::default(),
+            differential: Some(Differential {
+                against: Against {
+                    kind: "archive".into(),
+                    app: Some("app".into()),
+                    version: None,
+                    registry: None,
+                    namespace: None,
+                    digest: Digest::of(b"old"),
+                },
+                omitted_size: omitted.iter().map(|b| b.size).sum(),
+                omitted,
+            }),
+        }
+    }
+
+    const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+    #[test]
+    fn the_record_is_checked() {
+        let m = crate::copy::OCI_MANIFEST;
+        assert!(check(&meta(DIFFERENTIAL_FORMAT, &[(b"m", m)], &[(b"l", LAYER)])).is_ok());
+        // Each rule, broken once.
+        let cases = [
+            (meta(FORMAT, &[], &[(b"l", LAYER)]), "format is not"),
+            (
+                meta(DIFFERENTIAL_FORMAT, &[(b"l", LAYER)], &[(b"l", LAYER)]),
+                "both stored and omitted",
+            ),
+            (
+                meta(DIFFERENTIAL_FORMAT, &[], &[(b"l", LAYER), (b"l", LAYER)]),
+                "omitted twice",
+            ),
+            (
+                meta(DIFFERENTIAL_FORMAT, &[], &[(b"m", m)]),
+                "a differential archive carries every manifest",
+            ),
+        ];
+        for (meta, why) in cases {
+            let e = check(&meta).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let mut wrong_sum = meta(DIFFERENTIAL_FORMAT, &[], &[(b"l", LAYER)]);
+        wrong_sum.differential.as_mut().unwrap().omitted_size += 1;
+        assert!(check(&wrong_sum).unwrap_err().contains("omittedSize"));
+        let mut bad_repo = meta(DIFFERENTIAL_FORMAT, &[], &[(b"l", LAYER)]);
+        bad_repo.differential.as_mut().unwrap().omitted[0].repositories = vec!["../x".into()];
+        assert!(check(&bad_repo).unwrap_err().contains("repository"));
+        let mut missing = meta(DIFFERENTIAL_FORMAT, &[], &[]);
+        missing.differential = None;
+        assert!(check(&missing)
+            .unwrap_err()
+            .contains("no differential record"));
+    }
+}
