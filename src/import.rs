@@ -84,6 +84,8 @@ pub struct ImportSummary {
     pub report: CopyReport,
     /// Where the app directory was stored (empty without `store_app`).
     pub stored: Vec<String>,
+    /// Blobs a differential archive leaves out that were mounted from another repository.
+    pub omitted_mounted: usize,
 }
 
 /// Checks, before anything moves, that the destination answers and the credentials work.
@@ -253,7 +255,7 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         .flat_map(|s| &s.images)
         .filter_map(|i| i.target.parse().ok())
         .collect();
-    crate::differential::place_omitted(
+    let omitted_mounted = crate::differential::place_omitted(
         &client,
         &meta,
         &images,
@@ -316,5 +318,6 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         app_dir,
         report,
         stored,
+        omitted_mounted,
     })
 }

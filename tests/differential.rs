@@ -293,7 +293,13 @@ fn update_against_an_inventory_carries_only_new_blobs_and_imports_complete_image
     // Import: c:v1 goes to a new repository, which lacks the base layer: mounted from one
     // that has it. Every pushed image is complete: skopeo copies each back out.
     let out = import_cmd(dst, NS, &v2, &s.app_dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     ok(out, "import v2");
+    // c's repository lacked the base layer: mounted.
+    assert!(
+        err.contains("mounted 1 blob(s) the differential archive leaves out"),
+        "{err}"
+    );
     for image in ["b:v2", "c:v1", "multi:1"] {
         let copy = tempfile::tempdir().unwrap();
         ok(
@@ -345,6 +351,26 @@ fn since_an_old_archive_and_a_blob_the_registry_lacks_is_refused_before_any_push
     );
     let meta = metadata(&v2);
     assert_eq!(meta["differential"]["against"]["kind"], "archive");
+    // The same registry read through the archive imported instead of the app directory.
+    let by_dir = inventory(dst, &s.app_dir, &s.work.path().join("dir.json"));
+    let by_archive_path = s.work.path().join("archive.json");
+    ok(
+        bin()
+            .arg("inventory")
+            .arg("--archive")
+            .arg(&s.v1_archive)
+            .args(["--registry-endpoint", &dst.addr, "--image-namespace", NS])
+            .arg("-o")
+            .arg(&by_archive_path)
+            .output()
+            .unwrap(),
+        "inventory --archive",
+    );
+    let by_archive: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&by_archive_path).unwrap()).unwrap();
+    assert_eq!(by_archive["blobs"], by_dir["blobs"]);
+    assert_eq!(by_archive["manifests"], by_dir["manifests"]);
+    assert!(!by_dir["blobs"].as_array().unwrap().is_empty());
     let v1: Vec<&SynthImage> = ["multi:1", "a:v1", "b:v1"]
         .iter()
         .map(|n| src.image(n))

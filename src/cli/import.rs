@@ -157,6 +157,12 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
             r.blobs_mounted,
             r.blobs_existed
         );
+        if summary.omitted_mounted > 0 {
+            eprintln!(
+                "mounted {} blob(s) the differential archive leaves out from other repositories                  of the registry",
+                summary.omitted_mounted
+            );
+        }
         if !summary.stored.is_empty() {
             eprintln!(
                 "stored the app directory as {} (kots-bundle download recovers it)",
