@@ -33,6 +33,8 @@ pub struct ExportOptions {
     pub max_volume_size: Option<u64>,
     /// Sign the archive with this key (`--sign-key`).
     pub sign_key: Option<Arc<archive::SigningKey>>,
+    /// Leave out the blobs this base holds (`--since`): a differential archive.
+    pub since: Option<Arc<crate::differential::Base>>,
 }
 
 #[derive(Debug)]
@@ -41,6 +43,9 @@ pub struct ExportSummary {
     pub images: usize,
     pub blobs: usize,
     pub bytes: u64,
+    /// Blobs a differential archive leaves out, and their bytes.
+    pub omitted: usize,
+    pub omitted_bytes: u64,
 }
 
 /// Resolves every image from its registry (manifests only), a few at a time.
@@ -122,6 +127,10 @@ pub async fn write_archive(
     files: &[ManifestFile],
     opts: &ExportOptions,
 ) -> Result<ExportSummary, CopyError> {
+    let differential = opts.since.as_ref().map(|base| base.record(images));
+    let (omitted, omitted_bytes) = differential
+        .as_ref()
+        .map_or((0, 0), |d| (d.omitted.len(), d.omitted_size));
     let writer = archive::start_in_volumes(
         &opts.output,
         app,
@@ -130,7 +139,10 @@ pub async fn write_archive(
         opts.compression,
         opts.zstd,
         opts.max_volume_size,
+        differential.clone(),
     )?;
+    // What the base holds is not copied: the jobs name only the blobs carried.
+    let images = &crate::differential::carried(images, differential.as_ref());
     let distinct: BTreeMap<Digest, u64> = images
         .iter()
         .flat_map(ResolvedImage::all_blobs)
@@ -158,8 +170,16 @@ pub async fn write_archive(
                 .join(", ")
         ),
     };
+    let left_out = match &differential {
+        Some(d) => format!(
+            "; differential against {}: {omitted} blobs, {} left out",
+            d.against.describe(),
+            human_bytes(omitted_bytes)
+        ),
+        None => String::new(),
+    };
     progress.println(&format!(
-        "wrote {} ({} images, {} blobs, {}){in_volumes}",
+        "wrote {} ({} images, {} blobs, {}{left_out}){in_volumes}",
         output.display(),
         images.len(),
         distinct.len(),
@@ -170,5 +190,7 @@ pub async fn write_archive(
         images: images.len(),
         blobs: distinct.len(),
         bytes: total,
+        omitted,
+        omitted_bytes,
     })
 }

@@ -84,6 +84,8 @@ pub struct ImportSummary {
     pub report: CopyReport,
     /// Where the app directory was stored (empty without `store_app`).
     pub stored: Vec<String>,
+    /// Blobs a differential archive leaves out that were mounted from another repository.
+    pub omitted_mounted: usize,
 }
 
 /// Checks, before anything moves, that the destination answers and the credentials work.
@@ -256,6 +258,27 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
     inputs.version = meta.app.version.clone();
     let rendered = render_for_install(&upstream.files, &dir, &inputs, Some(&opts.destination))?;
     preflight(&client, &rewrites, opts.concurrency).await?;
+    // Read from the archive only: cheap, and what a differential archive's check needs.
+    let source = Arc::new(ArchiveSource::new(reader.clone()));
+    let mut images = Vec::with_capacity(sources.len());
+    for r in &sources {
+        images.push(copy::resolve(&*source, r, &[]).await?);
+    }
+    // Before any push: the blobs a differential archive leaves out are in the registry.
+    let known: Vec<Reference> = overlay::read_state(&app_dir)?
+        .iter()
+        .flat_map(|s| &s.images)
+        .filter_map(|i| i.target.parse().ok())
+        .collect();
+    let omitted_mounted = crate::differential::place_omitted(
+        &client,
+        &meta,
+        &images,
+        &rewrites,
+        &known,
+        opts.concurrency,
+    )
+    .await?;
     let d = &opts.destination;
     if opts.store_app {
         let repo = crate::appstore::repository(&d.endpoint, d.namespace.as_deref(), &meta.app.name);
@@ -269,15 +292,10 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         }
     }
 
-    let source = Arc::new(ArchiveSource::new(reader.clone()));
-    let mut images = Vec::with_capacity(sources.len());
-    for r in &sources {
-        images.push(copy::resolve(&*source, r, &[]).await?);
-    }
     let report = push(
         source,
         &client,
-        &images,
+        &crate::differential::carried(&images, meta.differential.as_ref()),
         &rewrites,
         opts.concurrency,
         opts.quiet,
@@ -315,5 +333,6 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         app_dir,
         report,
         stored,
+        omitted_mounted,
     })
 }

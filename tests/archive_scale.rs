@@ -92,6 +92,7 @@ pub fn big_archive(path: &Path, images: usize, copies: usize) {
         blobs,
         upstream_files: vec!["pod.yaml".into()],
         upstream_digests: [("pod.yaml".to_string(), Digest::of(&upstream))].into(),
+        differential: None,
     };
     let zstd = ZstdOptions {
         level: 1,

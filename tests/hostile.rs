@@ -804,6 +804,7 @@ async fn export_refuses_what_the_reader_would_before_any_download() {
             quiet: true,
             max_volume_size: None,
             sign_key: None,
+            since: None,
         };
         let client = Client::new(RegistryOptions::default()).unwrap();
         let e = export(&upstream, app_name, &images, client, &opts)

@@ -10,6 +10,7 @@
 //! - with `--compression none` it is a plain tar that `skopeo copy oci-archive:` reads;
 //!   the index is rebuilt by walking tar headers.
 
+mod differential;
 mod reader;
 mod signature;
 mod tar_header;
@@ -17,7 +18,8 @@ mod transport;
 mod volumes;
 mod writer;
 
-pub use reader::{manifest_children, ArchiveReader, Entry, VerifySummary};
+pub use differential::{Against, Differential, OmittedBlob, DIFFERENTIAL_FORMAT};
+pub use reader::{is_manifest_type, manifest_children, ArchiveReader, Entry, VerifySummary};
 pub use signature::{signer, PublicKey, SignatureBlock, SigningKey, Statement};
 pub use transport::{reader_stream, ArchiveDest, ArchiveSource};
 pub use volumes::{
@@ -88,6 +90,10 @@ pub struct Metadata {
     /// name and size only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstream_digests: BTreeMap<String, Digest>,
+    /// A differential archive's record of the blobs it leaves out (section 10 of the
+    /// format); its `format` is then [`DIFFERENTIAL_FORMAT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub differential: Option<Differential>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,11 +291,14 @@ pub fn start(
     compression: Compression,
     zstd: ZstdOptions,
 ) -> Result<ArchiveWriter, ArchiveError> {
-    start_in_volumes(path, app, images, upstream, compression, zstd, None)
+    start_in_volumes(path, app, images, upstream, compression, zstd, None, None)
 }
 
 /// [`start`], in volumes of at most `max_volume_size` bytes when that is given and the
-/// archive does not fit one (`bundle-format/README.md`, section 7).
+/// archive does not fit one (`bundle-format/README.md`, section 7), and differential when
+/// `differential` is given: its omitted blobs are listed there instead of in `blobs`, and
+/// the copy must not write them (section 10).
+#[allow(clippy::too_many_arguments)]
 pub fn start_in_volumes(
     path: &std::path::Path,
     app: App,
@@ -298,11 +307,20 @@ pub fn start_in_volumes(
     compression: Compression,
     zstd: ZstdOptions,
     max_volume_size: Option<u64>,
+    differential: Option<Differential>,
 ) -> Result<ArchiveWriter, ArchiveError> {
     check_contents(&app.name, images.len(), upstream)?;
+    let omitted: std::collections::HashSet<Digest> = differential
+        .iter()
+        .flat_map(|d| d.omitted.iter().map(|b| b.digest.clone()))
+        .collect();
     let mut blobs: BTreeMap<Digest, BlobRecord> = BTreeMap::new();
     for image in images {
-        for d in image.all_blobs() {
+        for d in image
+            .all_blobs()
+            .into_iter()
+            .filter(|d| !omitted.contains(&d.digest))
+        {
             blobs.entry(d.digest.clone()).or_insert(BlobRecord {
                 digest: d.digest,
                 size: d.size,
@@ -325,7 +343,12 @@ pub fn start_in_volumes(
         });
     }
     let metadata = Metadata {
-        format: FORMAT.to_string(),
+        format: if differential.is_some() {
+            DIFFERENTIAL_FORMAT
+        } else {
+            FORMAT
+        }
+        .to_string(),
         tool: Tool {
             name: env!("CARGO_PKG_NAME").to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -350,6 +373,7 @@ pub fn start_in_volumes(
             .iter()
             .map(|f| (f.path.clone(), Digest::of(&f.data)))
             .collect(),
+        differential,
     };
     let mut w =
         ArchiveWriter::create_in_volumes(path, &metadata, compression, zstd, max_volume_size)?;

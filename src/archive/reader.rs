@@ -960,6 +960,7 @@ impl ArchiveReader {
         }
         let mut matched = 0usize;
         let mut reachable = HashSet::new();
+        let omitted = super::differential::omitted_sizes(meta);
         for image in &meta.images {
             let name = image.reference.to_string();
             let key = (image.digest.to_string(), name.clone());
@@ -982,8 +983,14 @@ impl ArchiveReader {
                     image.digest, stored.size
                 )));
             }
-            self.walk(&image.digest, &image.media_type, 0, &mut reachable)
-                .map_err(|why| self.bad_metadata(format!("image {name}: {why}")))?;
+            self.walk(
+                &image.digest,
+                &image.media_type,
+                0,
+                &mut reachable,
+                &omitted,
+            )
+            .map_err(|why| self.bad_metadata(format!("image {name}: {why}")))?;
         }
         if matched != listed.len() {
             let images: HashSet<(String, String)> = meta
@@ -1016,6 +1023,7 @@ impl ArchiveReader {
         media_type: &str,
         depth: usize,
         seen: &mut HashSet<Digest>,
+        omitted: &HashMap<&Digest, u64>,
     ) -> Result<(), String> {
         if !seen.insert(digest.clone()) {
             return Ok(());
@@ -1029,7 +1037,17 @@ impl ArchiveReader {
         )?;
         for (d, mt, size) in children {
             let Some(stored) = self.index.entries.get(&blob_entry(&d)) else {
-                return Err(format!("blob {d} (referenced by {digest}) is missing"));
+                // A differential archive names what it leaves out, and the registry must
+                // hold it (import checks); manifests are never left out.
+                match omitted.get(&d) {
+                    Some(&o) if o == size && !is_manifest_type(&mt) => continue,
+                    Some(&o) if o != size => {
+                        return Err(format!(
+                            "{digest} says blob {d} is {size} bytes, the differential record {o}"
+                        ))
+                    }
+                    _ => return Err(format!("blob {d} (referenced by {digest}) is missing")),
+                }
             };
             if stored.size != size {
                 return Err(format!(
@@ -1038,7 +1056,7 @@ impl ArchiveReader {
                 ));
             }
             if is_manifest_type(&mt) {
-                self.walk(&d, &mt, depth + 1, seen)?;
+                self.walk(&d, &mt, depth + 1, seen, omitted)?;
             } else {
                 seen.insert(d);
             }
@@ -1164,7 +1182,7 @@ fn read_metadata(
     }
     let value: serde_json::Value = serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
     let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
-    if format != FORMAT {
+    if format != FORMAT && format != super::DIFFERENTIAL_FORMAT {
         return Err(ArchiveError::UnsupportedFormat {
             path: path.to_path_buf(),
             found: format.to_string(),
@@ -1225,6 +1243,7 @@ fn check_metadata(mut meta: Metadata) -> Result<Metadata, String> {
         }
     }
     meta.blobs = blobs;
+    super::differential::check(&meta)?;
     for p in &meta.upstream_files {
         check_entry_name(&format!("{UPSTREAM_DIR}{p}"))
             .map_err(|why| format!("upstream file \"{}\": {why}", names::escaped(p)))?;

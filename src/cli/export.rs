@@ -40,6 +40,12 @@ pub struct ExportArgs {
     /// --require-signature --key PUB`. zstd archives only.
     #[arg(long, value_name = "KEY")]
     pub sign_key: Option<PathBuf>,
+    /// Write a differential archive: leave out every layer and config that FILE says the
+    /// target registry holds (a `kots-bundle inventory` have.json, or the .airgap of the
+    /// release imported there last). Manifests are always carried; import checks that the
+    /// registry holds what was left out before it pushes anything.
+    #[arg(long, value_name = "FILE")]
+    pub since: Option<PathBuf>,
     #[command(flatten)]
     pub selection: SelectionArgs,
     #[command(flatten)]
@@ -67,6 +73,13 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
         )),
         None => None,
     };
+    // Read before anything is fetched, like the key.
+    let since = args
+        .since
+        .as_deref()
+        .map(crate::differential::Base::load)
+        .transpose()?
+        .map(std::sync::Arc::new);
     let rt = runtime()?;
     let upstream = rt.block_on(args.upstream_args.load_with(
         &args.upstream,
@@ -117,6 +130,7 @@ pub fn run(args: &ExportArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> 
         quiet,
         max_volume_size: args.max_volume_size,
         sign_key,
+        since,
     };
     super::run_until_signal(rt, async {
         Ok(export(&upstream, &name, &images, client, &opts).await?)

@@ -12,9 +12,10 @@ use crate::overlay::{PullSecret, WriteOptions};
 use crate::registry::Client;
 use crate::rewrite::Endpoint;
 
-/// Where images go: shared by `import` and `pull`.
+/// The private registry and how images are named in it: shared by `import`, `pull` and
+/// `inventory` (which reads where import pushes).
 #[derive(clap::Args, Debug, Clone)]
-pub struct DestinationArgs {
+pub struct TargetArgs {
     /// The private registry, e.g. registry.example.com or registry.example.com:5000/prefix.
     #[arg(long, value_name = "REGISTRY")]
     pub registry_endpoint: String,
@@ -26,6 +27,25 @@ pub struct DestinationArgs {
     /// instead of only its last component; for Harbor, GCR and distribution.
     #[arg(long)]
     pub preserve_paths: bool,
+}
+
+impl TargetArgs {
+    pub fn destination(&self) -> anyhow::Result<Destination> {
+        let endpoint = Endpoint::parse(&self.registry_endpoint)
+            .with_context(|| format!("--registry-endpoint {}", self.registry_endpoint))?;
+        Ok(Destination {
+            endpoint,
+            namespace: self.image_namespace.clone(),
+            preserve_paths: self.preserve_paths,
+        })
+    }
+}
+
+/// Where images go: shared by `import` and `pull`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DestinationArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Add imagePullSecrets with this (existing) secret name to every pod spec.
     #[arg(long, value_name = "NAME")]
     pub image_pull_secret: Option<String>,
@@ -37,13 +57,7 @@ pub struct DestinationArgs {
 
 impl DestinationArgs {
     pub fn destination(&self) -> anyhow::Result<Destination> {
-        let endpoint = Endpoint::parse(&self.registry_endpoint)
-            .with_context(|| format!("--registry-endpoint {}", self.registry_endpoint))?;
-        Ok(Destination {
-            endpoint,
-            namespace: self.image_namespace.clone(),
-            preserve_paths: self.preserve_paths,
-        })
+        self.target.destination()
     }
 
     pub fn write_options(
@@ -143,6 +157,12 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
             r.blobs_mounted,
             r.blobs_existed
         );
+        if summary.omitted_mounted > 0 {
+            eprintln!(
+                "mounted {} blob(s) the differential archive leaves out from other repositories                  of the registry",
+                summary.omitted_mounted
+            );
+        }
         if !summary.stored.is_empty() {
             eprintln!(
                 "stored the app directory as {} (kots-bundle download recovers it)",

@@ -93,6 +93,14 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<i32> {
         meta.blobs.len(),
         human_bytes(meta.total_size)
     );
+    if let Some(d) = &meta.differential {
+        println!(
+            "differential: against {}: {} blobs ({}) omitted, which import needs in the registry",
+            d.against.describe(),
+            d.omitted.len(),
+            human_bytes(d.omitted_size)
+        );
+    }
     println!("manifests:   {} files", meta.upstream_files.len());
     Ok(exit::OK)
 }

@@ -11,6 +11,7 @@ pub mod export;
 pub mod images;
 pub mod import;
 pub mod inspect;
+pub mod inventory;
 pub mod pull;
 pub mod render;
 pub mod selection;
@@ -79,6 +80,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Check every blob of an .airgap file against its digest, and the file against its metadata.
     Verify(verify::VerifyArgs),
+    /// List what the private registry holds of an imported app (have.json), for export --since.
+    Inventory(inventory::InventoryArgs),
     /// Rebuild an app directory from the copy import stored in the private registry.
     Download(download::DownloadArgs),
     /// Serve an .airgap file as a read-only registry (OCI distribution API), read in place.
@@ -161,6 +164,7 @@ pub fn main() -> i32 {
         Command::Verify(a) => verify::run(a, cli.quiet),
         Command::Serve(a) => serve::run(a, cli.quiet),
         Command::Download(a) => download::run(a, cli.quiet),
+        Command::Inventory(a) => inventory::run(a, cli.quiet),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
     };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 
 use super::common::{runtime, LoginArgs, RegistryArgs, SourceArgs};
-use super::import::DestinationArgs;
+use super::import::{DestinationArgs, TargetArgs};
 use super::selection::{confirm_candidates, report_problems, SelectionArgs};
 use crate::cli::exit;
 use crate::overlay::WriteOptions;
@@ -78,12 +78,14 @@ pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
     let saved = crate::overlay::read_state(&app_dir)?.and_then(|s| s.destination);
     let dest_args = if args.rewrite_images {
         let d = DestinationArgs {
-            registry_endpoint: args
-                .registry_endpoint
-                .clone()
-                .context("--registry-endpoint")?,
-            image_namespace: args.image_namespace.clone(),
-            preserve_paths: args.preserve_paths,
+            target: TargetArgs {
+                registry_endpoint: args
+                    .registry_endpoint
+                    .clone()
+                    .context("--registry-endpoint")?,
+                image_namespace: args.image_namespace.clone(),
+                preserve_paths: args.preserve_paths,
+            },
             image_pull_secret: args.image_pull_secret.clone(),
             write_pull_secret: args.write_pull_secret,
         };
@@ -110,9 +112,11 @@ pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
             app_dir.display()
         );
         Some(DestinationArgs {
-            registry_endpoint: s.endpoint.clone(),
-            image_namespace: s.namespace.clone(),
-            preserve_paths: s.preserve_paths,
+            target: TargetArgs {
+                registry_endpoint: s.endpoint.clone(),
+                image_namespace: s.namespace.clone(),
+                preserve_paths: s.preserve_paths,
+            },
             image_pull_secret: args
                 .image_pull_secret
                 .clone()

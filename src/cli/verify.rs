@@ -81,9 +81,9 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<i32> {
             crate::copy::CopyObserver::bytes(&bar, done.saturating_sub(before));
         });
         bar.finish();
-        summary.map(|s| (s, r.volumes().count()))
+        summary.map(|s| (s, r.volumes().count(), r.metadata().differential.clone()))
     });
-    report(result.map(|(s, volumes)| {
+    report(result.map(|(s, volumes, differential)| {
         if !quiet {
             let volumes = match volumes {
                 1 => String::new(),
@@ -96,6 +96,14 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<i32> {
                 s.blobs,
                 human_bytes(s.bytes)
             );
+            if let Some(d) = &differential {
+                println!(
+                    "differential against {}: {} blobs ({}) omitted, not verified here (import checks the registry holds them)",
+                    d.against.describe(),
+                    d.omitted.len(),
+                    human_bytes(d.omitted_size)
+                );
+            }
             match (&signed, &key) {
                 (Some(Ok(k)), Some(_)) => {
                     println!("signature OK: signed by key {}", k.fingerprint())

@@ -96,6 +96,28 @@ pub fn app_dir(src: &Source) -> tempfile::TempDir {
     dir
 }
 
+/// An app whose Deployment pulls `quay.io/org/a` pinned by digest (an init container) and
+/// `quay.io/org/<image>` for each of `images` (a container named after it).
+pub fn app_dir_using(src: &Source, images: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let a = &src.image("a:v1").digest;
+    let containers: String = images
+        .iter()
+        .map(|i| {
+            let name = i.split(':').next().unwrap();
+            format!("      - {{name: {name}, image: quay.io/org/{i}}}\n")
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("app.yaml"),
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app}}\nspec:\n  template:\n    spec:\n      initContainers:\n      - {{name: init, image: \"quay.io/org/a@{a}\"}}\n      containers:\n{containers}"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
 impl Source {
     /// Pushes one more synthetic image (e.g. a new version) as `quay.io/org/<name>`.
     pub fn add(&mut self, spec: ImageSpec) -> SynthImage {

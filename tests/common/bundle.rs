@@ -91,6 +91,7 @@ pub async fn archive_with(
         quiet: true,
         max_volume_size,
         sign_key,
+        since: None,
     };
     let summary = write_archive(layout, &resolved, app, upstream, &opts)
         .await
