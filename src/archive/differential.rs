@@ -172,6 +172,7 @@ mod tests {
                 name: "app".into(),
                 version: None,
                 source: "test".into(),
+                release: None,
             },
             created: "2026-01-01T00:00:00Z".into(),
             compression: Compression::Zstd,
