@@ -82,9 +82,14 @@ impl Kustomize {
                 tool: tool.clone(),
                 source,
             })?;
+        // kubectl runs from `home`, so a relative `dir` would be looked for there.
+        let dir = std::path::absolute(dir).map_err(|source| BuildError::Spawn {
+            tool: tool.clone(),
+            source,
+        })?;
         let mut cmd = Command::new(&self.path);
         cmd.arg(self.verb)
-            .arg(dir)
+            .arg(&dir)
             .env_clear()
             .env("HOME", home.path())
             .env("KUBECONFIG", home.path().join("no-kubeconfig"))

@@ -265,6 +265,45 @@ fn update_keeps_operator_edits_and_pushes_only_the_new_image() {
     assert!(upstream.contains("b:v2"));
 }
 
+/// `--dest app`, relative to where the operator stands: the overlay check runs kubectl from a
+/// directory of its own, so the app directory must reach it as an absolute path.
+#[test]
+fn a_relative_app_directory_is_written_and_checked_where_the_operator_is() {
+    let w = world();
+    let out = output_with_stdin(
+        bin()
+            .current_dir(w.work.path())
+            .arg("import")
+            .arg(&w.archive)
+            .args([
+                "--registry-endpoint",
+                &w.dest.addr,
+                "--image-namespace",
+                "myapp",
+            ])
+            .args(["--registry-username", USER, "--registry-password-stdin"])
+            .arg("--registry-ca")
+            .arg(w.dest.ca_pem.as_ref().expect("TLS registry"))
+            .args(["--dest", "app"]),
+        &format!("{PASS}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let midstream = w.work.path().join("app/overlays/midstream");
+    assert!(midstream.join("kustomization.yaml").is_file());
+    for kubectl in kubectls() {
+        let images = rendered_images(&kubectl, &midstream);
+        assert!(
+            !images.is_empty() && images.iter().all(|i| i.starts_with(&w.dest.addr)),
+            "{}: {images:?}",
+            kubectl.display()
+        );
+    }
+}
+
 #[test]
 fn wrong_password_fails_before_any_push() {
     let w = world();
