@@ -1282,6 +1282,21 @@ impl Client {
         }
     }
 
+    /// Puts a blob in `repository` unless it is there, in one request when it is: a mount
+    /// from the repository itself answers 201 (there: `true`) or 202 with the session the
+    /// blob is then uploaded through (`false`). No HEAD first.
+    pub async fn ensure_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        open: &(dyn Fn() -> BlobStream + Send + Sync),
+    ) -> Result<bool, RegistryError> {
+        self.mount_or_put_blob(registry, repository, digest, size, repository, open)
+            .await
+    }
+
     async fn try_mount(
         &self,
         registry: &str,
@@ -1302,7 +1317,10 @@ impl Client {
             .query_pairs_mut()
             .append_pair("mount", digest.as_str())
             .append_pair("from", from_repository);
-        call.scopes.push(auth::repo_scope(from_repository, false));
+        // From itself (asking whether it has the blob), the push scope covers the pull.
+        if from_repository != repository {
+            call.scopes.push(auth::repo_scope(from_repository, false));
+        }
         let resp = self.send(&call, &empty_body).await?;
         match resp.status() {
             StatusCode::CREATED => Ok(Mount::Mounted),
