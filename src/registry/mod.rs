@@ -1282,21 +1282,6 @@ impl Client {
         }
     }
 
-    /// Puts a blob in `repository` unless it is there, in one request when it is: a mount
-    /// from the repository itself answers 201 (there: `true`) or 202 with the session the
-    /// blob is then uploaded through (`false`). No HEAD first.
-    pub async fn ensure_blob(
-        &self,
-        registry: &str,
-        repository: &str,
-        digest: &Digest,
-        size: u64,
-        open: &(dyn Fn() -> BlobStream + Send + Sync),
-    ) -> Result<bool, RegistryError> {
-        self.mount_or_put_blob(registry, repository, digest, size, repository, open)
-            .await
-    }
-
     async fn try_mount(
         &self,
         registry: &str,

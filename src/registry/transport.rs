@@ -135,7 +135,8 @@ impl ImageDestination for RegistryDest {
             .await?)
     }
 
-    /// One request instead of a HEAD and a POST ([`Client::ensure_blob`]).
+    /// One request instead of a HEAD and a POST: a mount from the target repository itself
+    /// answers 201 when the blob is there, else 202 with the session it is uploaded through.
     async fn ensure_blob(
         &self,
         target: &Reference,
@@ -145,9 +146,14 @@ impl ImageDestination for RegistryDest {
         let (registry, repository) = (target.registry(), target.repository());
         let present = self
             .client
-            .ensure_blob(registry, repository, &desc.digest, desc.size, &|| {
-                blob.open()
-            })
+            .mount_or_put_blob(
+                registry,
+                repository,
+                &desc.digest,
+                desc.size,
+                repository,
+                &|| blob.open(),
+            )
             .await?;
         Ok(if present {
             BlobOutcome::Existed
