@@ -185,19 +185,26 @@ pub async fn store(
     let layer = Bytes::from(layer);
     let layer_digest = Digest::of(&layer);
     let empty_digest = Digest::of(EMPTY);
-    for (digest, data) in [
-        (&layer_digest, layer.clone()),
-        (&empty_digest, Bytes::from_static(EMPTY)),
-    ] {
-        if !client.blob_exists(registry, &repo, digest).await? {
+    // Both blobs at once. Asked with a HEAD, not a mount: a re-import that changes
+    // nothing only reads.
+    let ensure = |digest: Digest, data: Bytes| {
+        let repo = &repo;
+        async move {
+            if client.blob_exists(registry, repo, &digest).await? {
+                return Ok(());
+            }
             let size = data.len() as u64;
             client
-                .put_blob(registry, &repo, digest, size, &move || {
+                .put_blob(registry, repo, &digest, size, &move || {
                     bytes_stream(data.clone())
                 })
-                .await?;
+                .await
         }
-    }
+    };
+    futures_util::try_join!(
+        ensure(layer_digest.clone(), layer.clone()),
+        ensure(empty_digest.clone(), Bytes::from_static(EMPTY)),
+    )?;
     let mut annotations = serde_json::Map::new();
     annotations.insert("dev.kots-bundle.app.name".into(), state.app.clone().into());
     if let Some(v) = &state.version {
@@ -218,16 +225,17 @@ pub async fn store(
     let mut tags: Vec<String> = version_tag(state.version.as_deref()).into_iter().collect();
     tags.push("latest".into());
     let digest = Digest::of(&bytes);
-    let mut pushed = Vec::new();
-    for tag in tags {
+    let (repo, digest, bytes) = (&repo, &digest, &bytes);
+    let pushed = futures_util::future::try_join_all(tags.into_iter().map(|tag| async move {
         // An unchanged directory (a re-import) writes nothing.
-        if client.head_manifest(registry, &repo, &tag).await?.as_ref() != Some(&digest) {
+        if client.head_manifest(registry, repo, &tag).await?.as_ref() != Some(digest) {
             client
-                .put_manifest(registry, &repo, &tag, OCI_MANIFEST, bytes.clone())
+                .put_manifest(registry, repo, &tag, OCI_MANIFEST, bytes.clone())
                 .await?;
         }
-        pushed.push(format!("{registry}/{repo}:{tag}"));
-    }
+        Ok::<_, crate::registry::RegistryError>(format!("{registry}/{repo}:{tag}"))
+    }))
+    .await?;
     Ok(pushed)
 }
 

@@ -168,6 +168,21 @@ pub trait ImageDestination: Send + Sync {
     /// How many blob transfers may run at once.
     fn concurrency(&self) -> usize;
     async fn has_blob(&self, target: &Reference, desc: &Descriptor) -> Result<bool, CopyError>;
+    /// Makes `target` hold the blob: [`BlobOutcome::Existed`] when it had it, else it is
+    /// written from `blob`. The default asks first, then writes; a registry does both in one
+    /// request where it can.
+    async fn ensure_blob(
+        &self,
+        target: &Reference,
+        desc: &Descriptor,
+        blob: &dyn BlobOpener,
+    ) -> Result<BlobOutcome, CopyError> {
+        if self.has_blob(target, desc).await? {
+            return Ok(BlobOutcome::Existed);
+        }
+        self.put_blob(target, desc, blob).await?;
+        Ok(BlobOutcome::Copied)
+    }
     /// Makes a blob that is already in `from` available in `target`: a cross-repository
     /// mount where the destination has them (no HEAD first: the mount answers for itself),
     /// else whatever it takes, an upload from `blob` at worst. The default suits
@@ -180,11 +195,7 @@ pub trait ImageDestination: Send + Sync {
         _from: &Reference,
         blob: &dyn BlobOpener,
     ) -> Result<BlobOutcome, CopyError> {
-        if self.has_blob(target, desc).await? {
-            return Ok(BlobOutcome::Existed);
-        }
-        self.put_blob(target, desc, blob).await?;
-        Ok(BlobOutcome::Copied)
+        self.ensure_blob(target, desc, blob).await
     }
     /// Called once the images that need copying are known (after their manifests were
     /// checked), before any blob moves, with their targets: a destination checks here that
@@ -461,6 +472,13 @@ pub struct CopyReport {
     pub bytes_copied: u64,
 }
 
+/// How many small requests (HEADs, session checks) may be in flight for a pool of
+/// `concurrency` transfers: they carry no bytes, so more of them at once hides the round
+/// trip at little cost to the registry, and a bound keeps the connections moderate.
+pub fn lookups(concurrency: usize) -> usize {
+    (concurrency * 4).clamp(8, 32)
+}
+
 /// The tag or digest a job's top manifest is pushed under.
 pub fn target_reference(target: &Reference) -> &str {
     match (target.tag(), target.digest()) {
@@ -495,7 +513,7 @@ pub async fn copy_images(
                 Ok::<_, CopyError>((i, present))
             }
         })
-        .buffer_unordered(concurrency.max(8))
+        .buffer_unordered(lookups(concurrency))
         .try_collect::<Vec<_>>()
         .await?;
     let done: HashSet<usize> = checks
@@ -556,13 +574,12 @@ pub async fn copy_images(
                 let outcome = match t {
                     Transfer::First(_) => {
                         let job = group[0];
-                        if dest.has_blob(&job.target, desc).await? {
+                        let fetch = Fetch::new(source, job, desc, observer, bytes, None);
+                        let outcome = dest.ensure_blob(&job.target, desc, &fetch).await?;
+                        if outcome != BlobOutcome::Copied {
                             plan.less(desc.size);
-                            BlobOutcome::Existed
-                        } else {
-                            upload(source, dest, job, desc, observer, bytes, None).await?;
-                            BlobOutcome::Copied
                         }
+                        outcome
                     }
                     Transfer::Mount(_, i) => {
                         let (job, home) = (group[i], &group[0].target);
@@ -656,19 +673,6 @@ impl Plan {
         let now = self.to_send.fetch_add(n, Ordering::Relaxed) + n;
         self.observer.to_send(now);
     }
-}
-
-async fn upload(
-    source: &dyn ImageSource,
-    dest: &dyn ImageDestination,
-    job: &CopyJob,
-    desc: &Descriptor,
-    observer: &Arc<dyn CopyObserver>,
-    bytes: &Arc<AtomicU64>,
-    unplanned: Option<&Plan>,
-) -> Result<(), CopyError> {
-    let fetch = Fetch::new(source, job, desc, observer, bytes, unplanned);
-    dest.put_blob(&job.target, desc, &fetch).await
 }
 
 /// One blob's bytes from the source, counted as they pass.

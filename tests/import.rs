@@ -35,9 +35,20 @@ fn import(
     password: &str,
     extra: &[&str],
 ) -> Output {
+    import_with(bin(), dest, archive, dir, password, extra)
+}
+
+/// [`import`] as `cmd` (the binary with an environment of its own).
+fn import_with(
+    mut cmd: Command,
+    dest: &TestRegistry,
+    archive: &Path,
+    dir: &Path,
+    password: &str,
+    extra: &[&str],
+) -> Output {
     output_with_stdin(
-        bin()
-            .arg("import")
+        cmd.arg("import")
             .arg(archive)
             .args([
                 "--registry-endpoint",
@@ -440,4 +451,55 @@ fn progress_totals_count_only_bytes_to_send() {
     let e = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{e}");
     assert_eq!(final_progress(&e), None, "nothing to send:\n{e}");
+}
+
+/// A re-import that changes nothing does not build the overlay again (kustomize takes
+/// seconds on an app of hundreds of images); with another kustomize it does.
+#[test]
+fn a_reimport_that_changes_nothing_does_not_build_the_overlay_again() {
+    let w = world();
+    let dir = w.work.path().join("app");
+    // The real kubectl behind a wrapper that notes each build.
+    let real = Command::new("sh")
+        .args(["-c", "command -v kubectl"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    assert!(!real.is_empty(), "kubectl on PATH");
+    let log = w.work.path().join("builds.log");
+    let wrapper = w.work.path().join("kubectl");
+    let write_wrapper = |extra: &str| {
+        let script = format!(
+            "#!/bin/sh\n{extra}echo \"$@\" >> '{}'\nexec '{real}' \"$@\"\n",
+            log.display()
+        );
+        std::fs::write(&wrapper, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let builds = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("kustomize"))
+            .count()
+    };
+    let run = || {
+        let mut cmd = bin();
+        cmd.env("KOTS_BUNDLE_KUBECTL", &wrapper);
+        let out = import_with(cmd, &w.dest, &w.archive, &dir, PASS, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    write_wrapper("");
+    run();
+    assert_eq!(builds(), 1, "the first import builds the overlay");
+    run();
+    assert_eq!(builds(), 1, "the same release again is not built again");
+    write_wrapper("# another kustomize\n");
+    run();
+    assert_eq!(builds(), 2, "another tool builds it again");
 }

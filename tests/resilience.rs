@@ -527,9 +527,11 @@ fn a_read_only_registry_is_said_to_refuse_pushes() {
     assert!(!dir.exists());
 }
 
-/// Round trips a far registry would pay for: a shared blob is mounted with no HEAD before
-/// the mount (the mount answers for itself), and a re-import where every image is there
-/// asks for no upload session at all (the push check runs only for images to push).
+/// Round trips a far registry would pay for: no blob of an image is HEADed (a shared blob's
+/// mount answers for itself, and a blob's first copy asks with a mount from its own
+/// repository, which answers "there" or opens the upload), and a re-import where every
+/// image is there asks for no upload session at all (the push check runs only for images
+/// to push).
 #[test]
 fn import_mounts_without_a_head_and_a_complete_reimport_opens_no_upload() {
     let w = world();
@@ -550,9 +552,29 @@ fn import_mounts_without_a_head_and_a_complete_reimport_opens_no_upload() {
             Some((repo.to_string(), digest.replace("%3A", ":")))
         })
         .collect();
+    let cross = seen.iter().filter(|s| {
+        s.method == "POST"
+            && s.path
+                .split_once("/blobs/uploads/")
+                .is_some_and(|(repo, query)| {
+                    query.split("from=").nth(1).is_some_and(|from| {
+                        from.replace("%2F", "/") != repo.trim_start_matches("/v2/")
+                    })
+                })
+    });
     assert!(
-        !mounts.is_empty(),
-        "the shared base layer is mounted: {seen:?}"
+        cross.count() > 0,
+        "the shared base layer is mounted from another repository: {seen:?}"
+    );
+    // The stored app directory (`-app`) is not an image: it asks with HEADs.
+    let blob_heads: Vec<&String> = seen
+        .iter()
+        .filter(|s| s.method == "HEAD" && s.path.contains("/blobs/") && !s.path.contains("-app/"))
+        .map(|s| &s.path)
+        .collect();
+    assert!(
+        blob_heads.is_empty(),
+        "no image blob is HEADed: {blob_heads:?}"
     );
     for (repo, digest) in &mounts {
         let head = format!("{repo}/blobs/{digest}");

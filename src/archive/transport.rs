@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::{ArchiveError, ArchiveReader, ArchiveWriter};
@@ -22,6 +22,9 @@ use crate::reference::Reference;
 use crate::registry::BlobStream;
 
 const CHUNK: usize = 256 * 1024;
+/// Chunks are cut from blocks this large: a stream holds a few blocks at most (its channel
+/// holds 4 chunks).
+const BLOCK: usize = 4 * CHUNK;
 
 pub struct ArchiveSource {
     reader: Arc<ArchiveReader>,
@@ -88,13 +91,19 @@ where
                     return;
                 }
             };
+            // Chunks are cut from blocks of a few chunks, and a block is reused once the
+            // consumer has dropped its chunks: no fresh zeroed allocation per chunk.
+            let mut block = BytesMut::new();
             loop {
-                let mut buf = vec![0u8; CHUNK];
-                match r.read(&mut buf) {
+                if block.capacity() < CHUNK {
+                    block.reserve(BLOCK);
+                }
+                block.resize(CHUNK, 0);
+                match r.read(&mut block) {
                     Ok(0) => return,
                     Ok(n) => {
-                        buf.truncate(n);
-                        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        block.truncate(n);
+                        if tx.blocking_send(Ok(block.split().freeze())).is_err() {
                             return; // the consumer went away
                         }
                     }

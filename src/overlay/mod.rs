@@ -448,7 +448,7 @@ impl AppDir {
         let values = config_values.cloned().unwrap_or_default();
         staged.write(CONFIG_VALUES_FILE, values.to_yaml().as_bytes(), true)?;
         // The new release must render before it becomes current.
-        check::renders(&staged.path().join("midstream"))?;
+        check::renders(staged.path(), &self.meta)?;
         let id = staged.finish()?;
 
         self.link_parts()?;

@@ -1302,7 +1302,10 @@ impl Client {
             .query_pairs_mut()
             .append_pair("mount", digest.as_str())
             .append_pair("from", from_repository);
-        call.scopes.push(auth::repo_scope(from_repository, false));
+        // From itself (asking whether it has the blob), the push scope covers the pull.
+        if from_repository != repository {
+            call.scopes.push(auth::repo_scope(from_repository, false));
+        }
         let resp = self.send(&call, &empty_body).await?;
         match resp.status() {
             StatusCode::CREATED => Ok(Mount::Mounted),

@@ -89,18 +89,12 @@ impl RegistryDest {
     }
 
     /// Proves that every manifest this destination pushed is in the registry: each is
-    /// HEADed by digest, and one pushed under a tag is HEADed by that tag too, which must
-    /// name the same digest. A registry (or something in front of it) that answered 201 and
-    /// stored nothing fails here, before anything points at the image.
+    /// HEADed under the reference it was pushed as, which must name its digest (a tag can
+    /// only name a manifest the registry holds, so one HEAD per manifest proves both). A
+    /// registry (or something in front of it) that answered 201 and stored nothing fails
+    /// here, before anything points at the image.
     pub async fn confirm_landed(&self) -> Result<(), CopyError> {
-        let pushed = self.pushed.lock().unwrap().clone();
-        let mut checks: Vec<(Reference, String, Digest)> = Vec::new();
-        for (image, reference, digest) in pushed {
-            if reference != digest.as_str() {
-                checks.push((image.clone(), reference, digest.clone()));
-            }
-            checks.push((image, digest.to_string(), digest));
-        }
+        let checks = self.pushed.lock().unwrap().clone();
         futures_util::stream::iter(checks)
             .map(|(image, reference, digest)| async move {
                 let found = self
@@ -121,7 +115,7 @@ impl RegistryDest {
                 };
                 Err(CopyError::Image { image: name, why })
             })
-            .buffer_unordered(self.concurrency.max(1))
+            .buffer_unordered(crate::copy::lookups(self.concurrency))
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
@@ -141,6 +135,33 @@ impl ImageDestination for RegistryDest {
             .await?)
     }
 
+    /// One request instead of a HEAD and a POST: a mount from the target repository itself
+    /// answers 201 when the blob is there, else 202 with the session it is uploaded through.
+    async fn ensure_blob(
+        &self,
+        target: &Reference,
+        desc: &Descriptor,
+        blob: &dyn BlobOpener,
+    ) -> Result<BlobOutcome, CopyError> {
+        let (registry, repository) = (target.registry(), target.repository());
+        let present = self
+            .client
+            .mount_or_put_blob(
+                registry,
+                repository,
+                &desc.digest,
+                desc.size,
+                repository,
+                &|| blob.open(),
+            )
+            .await?;
+        Ok(if present {
+            BlobOutcome::Existed
+        } else {
+            BlobOutcome::Copied
+        })
+    }
+
     async fn mount_blob(
         &self,
         target: &Reference,
@@ -149,11 +170,7 @@ impl ImageDestination for RegistryDest {
         blob: &dyn BlobOpener,
     ) -> Result<BlobOutcome, CopyError> {
         if from.registry() != target.registry() || from.repository() == target.repository() {
-            if self.has_blob(target, desc).await? {
-                return Ok(BlobOutcome::Existed);
-            }
-            self.put_blob(target, desc, blob).await?;
-            return Ok(BlobOutcome::Copied);
+            return self.ensure_blob(target, desc, blob).await;
         }
         let mounted = self
             .client
@@ -187,7 +204,7 @@ impl ImageDestination for RegistryDest {
             .map(|(registry, repository)| async move {
                 client.check_push(&registry, &repository).await
             })
-            .buffer_unordered(self.concurrency.max(1))
+            .buffer_unordered(crate::copy::lookups(self.concurrency))
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
