@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::app::{app_dir, bin, ok, Source};
+use common::app::{app_dir, app_dir_using, bin, ok, Source};
 use common::faulty::{Fault, FaultyProxy};
-use common::synth;
+use common::synth::{self, ImageSpec};
 use common::TestRegistry;
 
 fn export(src_mirror: &str, app: &Path, out: &Path) -> Output {
@@ -595,4 +595,71 @@ fn import_mounts_without_a_head_and_a_complete_reimport_opens_no_upload() {
         seen.iter().all(|s| s.method == "GET" || s.method == "HEAD"),
         "a re-import of images all there only reads: {seen:?}"
     );
+}
+
+/// An import that stopped after its blobs went up, resumed against a registry that answers
+/// every mount with a new upload session (no cross-repository mounts): a large blob the
+/// repository already holds is found by a HEAD and not sent again.
+#[test]
+fn a_resumed_import_does_not_send_a_large_blob_again_to_a_registry_without_mounts() {
+    let mut specs = Source::default_specs();
+    let mut big = ImageSpec::new("big:1", 7);
+    big.layer_size = 33 * 1024 * 1024;
+    big.uncompressed = true;
+    big.shared_base = false;
+    specs.push(big);
+    let src = Source::start(specs);
+    let app = app_dir_using(&src, &["multi:1", "b:v1", "big:1"]);
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("app.airgap");
+    ok(export(&src.mirror(), app.path(), &archive), "export");
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/quay.io/org/big:1", src.reg.addr))
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uploads_of_layer = |proxy: &FaultyProxy| {
+        let encoded = layer.replace(':', "%3A");
+        proxy
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.method == "PUT" && (s.path.contains(&encoded) || s.path.contains(&layer)))
+            .count()
+    };
+
+    let dest = TestRegistry::start();
+    // First run: every manifest PUT refused, so the blobs land and the images do not.
+    let proxy = FaultyProxy::start(&dest.addr, |method, path, _| {
+        (method == "PUT" && path.contains("/manifests/")).then_some(Fault::Status(400))
+    });
+    let dir = work.path().join("app");
+    let out = import_cmd(&proxy.addr, &archive, &dir).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the first import fails at its manifests"
+    );
+    assert_eq!(uploads_of_layer(&proxy), 1, "the large layer went up once");
+
+    proxy.seen.lock().unwrap().clear();
+    proxy.set_rule(|method, path, _| {
+        (method == "POST" && path.contains("mount=")).then_some(Fault::NoQuery)
+    });
+    ok(
+        import_cmd(&proxy.addr, &archive, &dir).output().unwrap(),
+        "resumed import",
+    );
+    assert_eq!(
+        uploads_of_layer(&proxy),
+        0,
+        "the large layer the repository holds is not sent again"
+    );
+    assert_eq!(skopeo_digest(&dest, "ns/big:1"), src.image("big:1").digest);
+    all_there(&src, &dest);
 }

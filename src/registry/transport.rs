@@ -122,6 +122,10 @@ impl RegistryDest {
     }
 }
 
+/// Blobs from this size up are HEADed before they are pushed: the round trip is nothing
+/// beside their upload.
+const HEAD_FIRST_SIZE: u64 = 32 * 1024 * 1024;
+
 #[async_trait]
 impl ImageDestination for RegistryDest {
     fn concurrency(&self) -> usize {
@@ -137,6 +141,8 @@ impl ImageDestination for RegistryDest {
 
     /// One request instead of a HEAD and a POST: a mount from the target repository itself
     /// answers 201 when the blob is there, else 202 with the session it is uploaded through.
+    /// A large blob is asked for with a HEAD first: a registry without mounts answers 202
+    /// even when it holds the blob, and a resumed import must not send it again.
     async fn ensure_blob(
         &self,
         target: &Reference,
@@ -144,6 +150,9 @@ impl ImageDestination for RegistryDest {
         blob: &dyn BlobOpener,
     ) -> Result<BlobOutcome, CopyError> {
         let (registry, repository) = (target.registry(), target.repository());
+        if desc.size >= HEAD_FIRST_SIZE && self.has_blob(target, desc).await? {
+            return Ok(BlobOutcome::Existed);
+        }
         let present = self
             .client
             .mount_or_put_blob(

@@ -36,6 +36,9 @@ pub enum Fault {
     Huge(u16, u64, bool),
     /// Forward without the request's `Range` header (a server that ignores ranges).
     NoRange,
+    /// Forward with the path's query left off: a `POST .../blobs/uploads/?mount=` then opens
+    /// a plain upload session (202), as on a registry without cross-repository mounts.
+    NoQuery,
 }
 
 /// One request as the proxy saw it.
@@ -249,10 +252,14 @@ fn handle(
         }
         Some(Fault::Delay(d)) => std::thread::sleep(d),
         Some(Fault::Cut(n)) => cut = Some(n),
-        Some(Fault::NoRange) | None => {}
+        Some(Fault::NoRange) | Some(Fault::NoQuery) | None => {}
     }
     let Ok(mut server) = TcpStream::connect(upstream) else {
         return;
+    };
+    let path = match fault {
+        Some(Fault::NoQuery) => path.split('?').next().unwrap_or_default().to_string(),
+        _ => path,
     };
     let mut out = format!("{method} {path} HTTP/1.1\r\n");
     for h in &headers {
