@@ -12,7 +12,7 @@
 //! tokens), [`keychain`] (docker config and credential helpers), [`retry`] (what is retried
 //! and how long to wait), [`timeout`] (when a silent registry is given up on), [`tls`] (which
 //! certificates are trusted, client certificates) with [`certdir`] (docker's and podman's
-//! `certs.d`), [`error`] (registry error bodies as typed errors), [`mirror`] (pull-through
+//! `certs.d`) and [`certproblem`] (a refused certificate explained), [`error`] (registry error bodies as typed errors), [`mirror`] (pull-through
 //! mirrors), [`blob`] (streamed, verified, resumable blob reads) and [`transport`] (the
 //! registry as a copy-engine source and destination).
 
@@ -21,6 +21,7 @@ pub mod transport;
 mod auth;
 mod blob;
 mod certdir;
+mod certproblem;
 mod error;
 mod fetch;
 mod keychain;
@@ -168,7 +169,7 @@ impl Failure {
     fn retryable_with(&self, host: &Host) -> bool {
         match self {
             Failure::Http(e) => {
-                retry::is_retryable_error(e) && !tls::client_cert_problem(e, &host.info)
+                retry::is_retryable_error(e) && !certproblem::client_cert_problem(e, &host.info)
             }
             Failure::Stalled(_) => true,
         }

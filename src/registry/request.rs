@@ -16,7 +16,7 @@ use super::error::{self, Action, RegistryError};
 use super::retry::{self, Attempt};
 use super::timeout::{self, Meter};
 use super::{
-    scheme, tls, Build, Call, Client, Endpoint, Failure, Host, ReadFail, MAX_ERROR_BODY,
+    certproblem, scheme, Build, Call, Client, Endpoint, Failure, Host, ReadFail, MAX_ERROR_BODY,
     MAX_REDIRECTS,
 };
 
@@ -100,7 +100,7 @@ impl Client {
             },
             Failure::Http(e) => {
                 let tls = (url.scheme() == "https")
-                    .then(|| tls::explain(e, Some(&host.info)))
+                    .then(|| certproblem::explain(e, Some(&host.info)))
                     .flatten();
                 let (message, hint) = match tls {
                     Some((m, h)) => (m, format!("; {h}")),
