@@ -21,8 +21,8 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
-use crate::copy::OCI_MANIFEST;
 use crate::digest::Digest;
+use crate::manifest::OCI_MANIFEST;
 use crate::overlay::{self, Carried, CarriedFile};
 use crate::registry::Client;
 use crate::rewrite::Endpoint;
@@ -148,7 +148,7 @@ pub fn unpack(layer: &[u8]) -> anyhow::Result<Carried> {
     Ok(carried)
 }
 
-fn bytes_stream(data: Bytes) -> crate::registry::BlobStream {
+fn bytes_stream(data: Bytes) -> crate::copy::BlobStream {
     Box::pin(futures_util::stream::once(async move { Ok(data) }))
 }
 

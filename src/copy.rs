@@ -9,55 +9,31 @@
 //! blobs and indexes after their manifests, byte for byte, so every digest stays the same.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{stream, StreamExt, TryStreamExt};
+use futures_util::{stream, Stream, StreamExt, TryStreamExt};
 
-use crate::archive::ArchiveError;
 use crate::digest::Digest;
+use crate::manifest::{is_image_manifest, is_index, Descriptor, Manifest};
 use crate::reference::Reference;
-use crate::registry::{BlobStream, RegistryError};
 
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Configs and small JSON documents larger than this are refused.
 const MAX_CONFIG: u64 = 16 * 1024 * 1024;
 
-pub fn is_index(media_type: &str) -> bool {
-    media_type == OCI_INDEX || media_type == DOCKER_LIST
-}
+/// A blob's bytes as they arrive.
+pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
-pub fn is_image_manifest(media_type: &str) -> bool {
-    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
-}
-
-/// The media type a manifest declares in its own `mediaType`, or what its shape says.
-pub fn sniff_media_type(data: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(data).ok()?;
-    if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
-        return Some(mt.to_string());
-    }
-    if v.get("manifests").is_some() {
-        Some(OCI_INDEX.to_string())
-    } else if v.get("layers").is_some() {
-        Some(OCI_MANIFEST.to_string())
-    } else {
-        None
-    }
-}
-
+/// What a copy failed on. The engine knows no transport: each maps its own errors into
+/// [`CopyError::Transport`] (`From` impls beside the transport), and the message is theirs.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error(transparent)]
-    Registry(#[from] RegistryError),
-    #[error(transparent)]
-    Archive(#[from] ArchiveError),
+    Transport(Box<dyn std::error::Error + Send + Sync>),
     #[error("{image}: {why}")]
     Image { image: String, why: String },
     #[error("{0}")]
@@ -68,32 +44,6 @@ fn image_err(image: &Reference, why: impl Into<String>) -> CopyError {
     CopyError::Image {
         image: image.to_string(),
         why: why.into(),
-    }
-}
-
-/// A content descriptor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Descriptor {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-}
-
-/// A manifest or index as raw bytes: pushed exactly as fetched so digests never change.
-#[derive(Debug, Clone)]
-pub struct Manifest {
-    pub bytes: Bytes,
-    pub media_type: String,
-    pub digest: Digest,
-}
-
-impl Manifest {
-    pub fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            digest: self.digest.clone(),
-            size: self.bytes.len() as u64,
-            media_type: self.media_type.clone(),
-        }
     }
 }
 

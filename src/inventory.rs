@@ -16,8 +16,9 @@ use std::path::Path;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{is_manifest_type, manifest_children, MAX_BLOBS, MAX_IMAGES};
+use crate::archive::{MAX_BLOBS, MAX_IMAGES};
 use crate::digest::Digest;
+use crate::manifest::{is_manifest_type, manifest_children};
 use crate::reference::Reference;
 use crate::registry::{Client, RegistryError};
 use crate::rewrite::ImageRewrite;
@@ -256,7 +257,7 @@ async fn read_image(
                 digest: child.digest.clone(),
                 media_type: child.media_type.clone(),
             });
-            if crate::copy::is_image_manifest(&child.media_type) {
+            if crate::manifest::is_image_manifest(&child.media_type) {
                 queue.push(child);
             }
         }

@@ -13,13 +13,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::archive::{reader_stream, REF_NAME_ANNOTATION};
-use crate::copy::{
-    sniff_media_type, BlobOpener, CopyError, Descriptor, ImageDestination, ImageSource, Manifest,
-};
+use crate::archive::reader_stream;
+use crate::copy::{BlobOpener, BlobStream, CopyError, ImageDestination, ImageSource};
 use crate::digest::{Digest, VerifyingReader};
+use crate::manifest::{sniff_media_type, Descriptor, Manifest, REF_NAME_ANNOTATION};
 use crate::reference::Reference;
-use crate::registry::BlobStream;
 
 pub struct Layout {
     root: PathBuf,

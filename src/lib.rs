@@ -21,6 +21,7 @@ pub mod import;
 pub mod inventory;
 pub mod kustomize;
 pub mod layout;
+pub mod manifest;
 pub mod names;
 pub mod overlay;
 pub mod progress;

@@ -9,9 +9,9 @@ use std::time::Instant;
 use common::app::bin;
 use kots_bundle::archive::{
     App, ArchiveWriter, BlobRecord, Compression, ImageRecord, Metadata, Tool, ZstdOptions, FORMAT,
-    REF_NAME_ANNOTATION,
 };
 use kots_bundle::digest::Digest;
+use kots_bundle::manifest::REF_NAME_ANNOTATION;
 use kots_bundle::reference::Reference;
 
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

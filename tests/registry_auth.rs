@@ -17,8 +17,9 @@ use common::synth::{self, ImageSpec};
 use common::token::{TokenPolicy, TokenServer};
 use common::TestRegistry;
 use futures_util::StreamExt;
+use kots_bundle::copy::BlobStream;
 use kots_bundle::digest::Digest;
-use kots_bundle::registry::{BlobStream, Client, Credentials, RegistryOptions};
+use kots_bundle::registry::{Client, Credentials, RegistryOptions};
 
 const USER: &str = "kb-user";
 const PASS: &str = "Tok3n-s3cret-Pw";

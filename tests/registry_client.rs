@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use kots_bundle::copy::OCI_MANIFEST;
+use kots_bundle::copy::BlobStream;
 use kots_bundle::digest::Digest;
+use kots_bundle::manifest::OCI_MANIFEST;
 use kots_bundle::registry::{
-    BlobStream, Client, Credentials, Mirror, RegistryError, RegistryOptions, RetryPolicy,
+    Client, Credentials, Mirror, RegistryError, RegistryOptions, RetryPolicy,
 };
 
 use common::TestRegistry;

@@ -106,7 +106,7 @@ pub(crate) fn check(meta: &Metadata) -> Result<(), String> {
         if !seen.insert(&b.digest) {
             return Err(format!("blob {} is omitted twice", b.digest));
         }
-        if super::reader::is_manifest_type(&b.media_type) {
+        if crate::manifest::is_manifest_type(&b.media_type) {
             return Err(format!(
                 "manifest {} is omitted (a differential archive carries every manifest)",
                 b.digest
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_record_is_checked() {
-        let m = crate::copy::OCI_MANIFEST;
+        let m = crate::manifest::OCI_MANIFEST;
         assert!(check(&meta(DIFFERENTIAL_FORMAT, &[(b"m", m)], &[(b"l", LAYER)])).is_ok());
         // Each rule, broken once.
         let cases = [

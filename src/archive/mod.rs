@@ -19,7 +19,7 @@ mod volumes;
 mod writer;
 
 pub use differential::{Against, Differential, OmittedBlob, DIFFERENTIAL_FORMAT};
-pub use reader::{is_manifest_type, manifest_children, ArchiveReader, Entry, VerifySummary};
+pub use reader::{ArchiveReader, Entry, VerifySummary};
 pub use signature::{signer, PublicKey, SignatureBlock, SigningKey, Statement};
 pub use transport::{reader_stream, ArchiveDest, ArchiveSource};
 pub use volumes::{
@@ -41,8 +41,6 @@ pub const METADATA_ENTRY: &str = "kots-bundle.json";
 pub const UPSTREAM_DIR: &str = "upstream/";
 /// The `format` value this version writes and reads.
 pub const FORMAT: &str = "kots-bundle.airgap/v1";
-/// The annotation naming each image in `index.json` (what `skopeo oci-archive:FILE:REF` matches).
-pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 
 /// zstd skippable frame magic used for the footer index (0x184D2A50..5F are skippable).
 pub(crate) const FOOTER_FRAME_MAGIC: u32 = 0x184D_2A5B;
@@ -395,13 +393,13 @@ pub fn layout_index(images: &[crate::copy::ResolvedImage]) -> serde_json::Value 
                 "mediaType": i.top.media_type,
                 "digest": i.top.digest,
                 "size": i.top.bytes.len(),
-                "annotations": { REF_NAME_ANNOTATION: i.source.to_string() },
+                "annotations": { crate::manifest::REF_NAME_ANNOTATION: i.source.to_string() },
             })
         })
         .collect();
     serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": crate::copy::OCI_INDEX,
+        "mediaType": crate::manifest::OCI_INDEX,
         "manifests": manifests,
     })
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{ImageIndex, ImageManifest};
+use oci_spec::image::ImageIndex;
 
 use super::tar_header::{padding, read_header, HeaderError, Next, BLOCK};
 use super::volumes::{volume_path, Volumes};
@@ -384,36 +384,5 @@ fn io_why(e: &io::Error) -> String {
         "truncated".to_string()
     } else {
         e.to_string()
-    }
-}
-
-pub fn is_manifest_type(media_type: &str) -> bool {
-    crate::copy::is_index(media_type) || crate::copy::is_image_manifest(media_type)
-}
-
-/// The descriptors a manifest or index points to: `(digest, media type, size)`.
-pub fn manifest_children(
-    media_type: &str,
-    data: &[u8],
-) -> Result<Vec<(Digest, String, u64)>, String> {
-    let parse = |d: &oci_spec::image::Descriptor| -> Result<(Digest, String, u64), String> {
-        let digest: Digest = d
-            .digest()
-            .to_string()
-            .parse()
-            .map_err(|e: crate::digest::DigestError| e.to_string())?;
-        Ok((digest, d.media_type().to_string(), d.size()))
-    };
-    if crate::copy::is_index(media_type) {
-        let idx: ImageIndex =
-            serde_json::from_slice(data).map_err(|e| format!("bad index: {e}"))?;
-        idx.manifests().iter().map(parse).collect()
-    } else {
-        let m: ImageManifest =
-            serde_json::from_slice(data).map_err(|e| format!("bad manifest: {e}"))?;
-        std::iter::once(m.config())
-            .chain(m.layers().iter())
-            .map(parse)
-            .collect()
     }
 }

@@ -14,17 +14,22 @@ use futures_util::StreamExt;
 use super::{ArchiveError, ArchiveReader, ArchiveWriter};
 use tokio::sync::Semaphore;
 
-use crate::copy::{
-    sniff_media_type, BlobOpener, CopyError, Descriptor, ImageDestination, ImageSource, Manifest,
-};
+use crate::copy::{BlobOpener, BlobStream, CopyError, ImageDestination, ImageSource};
 use crate::digest::{Digest, VerifyingReader};
+use crate::manifest::{sniff_media_type, Descriptor, Manifest};
 use crate::reference::Reference;
-use crate::registry::BlobStream;
 
 const CHUNK: usize = 256 * 1024;
 /// Chunks are cut from blocks this large: a stream holds a few blocks at most (its channel
 /// holds 4 chunks).
 const BLOCK: usize = 4 * CHUNK;
+
+/// The archive's errors as the copy engine carries them (the message is the archive's).
+impl From<ArchiveError> for CopyError {
+    fn from(e: ArchiveError) -> CopyError {
+        CopyError::Transport(Box::new(e))
+    }
+}
 
 pub struct ArchiveSource {
     reader: Arc<ArchiveReader>,

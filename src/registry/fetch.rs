@@ -7,15 +7,16 @@ use std::sync::Arc;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use crate::copy::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::copy::BlobStream;
 use crate::digest::Digest;
+use crate::manifest::{
+    sniff_media_type, Manifest, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
+};
 
 use super::error::{Action, RegistryError};
 use super::retry::Attempt;
 use super::timeout::Meter;
-use super::{
-    blob, mirror, no_build, BlobStream, Client, Endpoint, Manifest, ReadFail, MAX_MANIFEST_SIZE,
-};
+use super::{blob, mirror, no_build, Client, Endpoint, ReadFail, MAX_MANIFEST_SIZE};
 
 impl Client {
     /// Reads through mirrors: each location in order until one answers; `accept` says
@@ -141,7 +142,7 @@ impl Client {
             }
         }
         let media_type = content_type
-            .or_else(|| crate::copy::sniff_media_type(&bytes))
+            .or_else(|| sniff_media_type(&bytes))
             .ok_or_else(|| {
                 protocol(format!(
                     "manifest {reference} has no Content-Type and no recognizable mediaType"

@@ -38,15 +38,10 @@ mod tls;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::Stream;
 use reqwest::{Method, RequestBuilder, Url};
-
-use crate::digest::Digest;
 
 use auth::{Auth, Challenge};
 use error::Action;
@@ -59,9 +54,6 @@ pub use mirror::{load_registries_conf, Mirror};
 pub use retry::RetryPolicy;
 pub use timeout::Timeouts;
 pub use tls::Role;
-
-/// A blob's bytes as they arrive.
-pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// Manifests larger than this are refused: real ones are a few KiB, and a manifest is held
 /// in memory.
@@ -112,14 +104,6 @@ pub struct RegistryOptions {
     pub mirrors: Vec<Mirror>,
     pub retry: RetryPolicy,
     pub user_agent: Option<String>,
-}
-
-/// A manifest as the registry stored it.
-pub struct Manifest {
-    pub bytes: Bytes,
-    pub media_type: String,
-    /// sha256 of `bytes` (verified against the reference when it is a digest).
-    pub digest: Digest,
 }
 
 /// The talks to one registry so far: the scheme that worked and the auth it asks for.

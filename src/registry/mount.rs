@@ -4,12 +4,13 @@
 
 use reqwest::{Method, StatusCode, Url};
 
+use crate::copy::BlobStream;
 use crate::digest::Digest;
 
 use super::auth;
 use super::error::{Action, RegistryError};
 use super::push::{empty_body, location};
-use super::{BlobStream, Client};
+use super::Client;
 
 impl Client {
     /// Cross-repository mount: `true` when the registry linked the blob, `false` when it

@@ -7,13 +7,14 @@ use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 
+use crate::copy::BlobStream;
 use crate::digest::Digest;
 
 use super::auth;
 use super::error::{Action, RegistryError};
 use super::retry::Attempt;
 use super::timeout::Meter;
-use super::{no_build, BlobStream, Call, Client, Endpoint};
+use super::{no_build, Call, Client, Endpoint};
 
 impl Client {
     /// Best effort: the registry expires abandoned sessions anyway.

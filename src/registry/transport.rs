@@ -7,12 +7,18 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{BlobStream, Client};
-use crate::copy::{
-    BlobOpener, BlobOutcome, CopyError, Descriptor, ImageDestination, ImageSource, Manifest,
-};
+use super::{Client, RegistryError};
+use crate::copy::{BlobOpener, BlobOutcome, BlobStream, CopyError, ImageDestination, ImageSource};
 use crate::digest::Digest;
+use crate::manifest::{Descriptor, Manifest};
 use crate::reference::Reference;
+
+/// The registry's errors as the copy engine carries them (the message is the registry's).
+impl From<RegistryError> for CopyError {
+    fn from(e: RegistryError) -> CopyError {
+        CopyError::Transport(Box::new(e))
+    }
+}
 
 pub struct RegistrySource {
     client: Client,
@@ -27,15 +33,10 @@ impl RegistrySource {
 #[async_trait]
 impl ImageSource for RegistrySource {
     async fn manifest(&self, image: &Reference, reference: &str) -> Result<Manifest, CopyError> {
-        let m = self
+        Ok(self
             .client
             .get_manifest(image.registry(), image.repository(), reference)
-            .await?;
-        Ok(Manifest {
-            bytes: m.bytes,
-            media_type: m.media_type,
-            digest: m.digest,
-        })
+            .await?)
     }
 
     fn blob(&self, image: &Reference, desc: &Descriptor) -> BlobStream {

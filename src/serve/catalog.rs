@@ -179,7 +179,7 @@ fn path_of_registry(registry: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::copy::{Descriptor, Manifest};
+    use crate::manifest::{Descriptor, Manifest};
     use bytes::Bytes;
 
     fn image(reference: &str, seed: &str) -> ResolvedImage {
@@ -190,7 +190,7 @@ mod tests {
             top: Manifest {
                 digest: Digest::of(&bytes),
                 bytes,
-                media_type: crate::copy::OCI_MANIFEST.into(),
+                media_type: crate::manifest::OCI_MANIFEST.into(),
             },
             children: vec![],
             blobs: vec![Descriptor {
@@ -231,7 +231,7 @@ mod tests {
         );
         let (d, info) = c.repos["myapp/app"].manifest("1").unwrap();
         assert_eq!(d, images[0].top.digest);
-        assert_eq!(info.media_type, crate::copy::OCI_MANIFEST);
+        assert_eq!(info.media_type, crate::manifest::OCI_MANIFEST);
         assert!(c.repos["myapp/app"].manifest(d.as_str()).is_some());
         assert!(c.repos["myapp/app"].manifest("2").is_none());
         // Blobs are per repository: x's layer is not reachable through app.

@@ -10,13 +10,11 @@ use super::super::tar_header::{padding, read_header, Header, HeaderError, Next, 
 use super::super::volumes::Volumes;
 use super::super::{
     blob_entry, check_entry_name, ArchiveError, Compression, MAX_IMAGES, METADATA_ENTRY,
-    REF_NAME_ANNOTATION, UPSTREAM_DIR,
+    UPSTREAM_DIR,
 };
-use super::{
-    io_why, is_manifest_type, manifest_children, ArchiveReader, Counted, FRAME_TOO_LONG,
-    READ_BUFFER, TRAILER_LIMIT,
-};
+use super::{io_why, ArchiveReader, Counted, FRAME_TOO_LONG, READ_BUFFER, TRAILER_LIMIT};
 use crate::digest::{Digest, Hasher};
+use crate::manifest::{is_manifest_type, manifest_children, REF_NAME_ANNOTATION};
 use crate::names;
 
 /// Nesting of indexes inside indexes accepted (real images have one level).
