@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,7 +20,28 @@ use kots_bundle::registry::{
     Client, Credentials, Mirror, RegistryError, RegistryOptions, RetryPolicy,
 };
 
+use common::faulty::{self, Fault, FaultyProxy};
+use common::tls::TestCa;
+use common::token::BearerGate;
 use common::TestRegistry;
+
+/// The 503 a registry answers while it is unavailable.
+const UNAVAILABLE: Fault = Fault::Answer(
+    503,
+    r#"{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}"#,
+);
+
+/// A rule for blob GETs only: `fault(n)` for the n-th of them (from 0).
+fn blob_gets(
+    fault: impl Fn(u32) -> Option<Fault> + Send + Sync + 'static,
+) -> impl Fn(&str, &str, usize) -> Option<Fault> + Send + Sync + 'static {
+    let n = AtomicU32::new(0);
+    move |method, path, _| {
+        (method == "GET" && path.contains("/blobs/sha256:"))
+            .then(|| fault(n.fetch_add(1, Ordering::SeqCst)))
+            .flatten()
+    }
+}
 
 const LAYER_SIZE: usize = 8 * 1024 * 1024;
 const CHUNK: usize = 256 * 1024;
@@ -338,266 +357,6 @@ async fn ping_of_a_closed_port_names_the_registry() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// A loopback HTTP/1.1 proxy in front of the real registry that injects faults. One request
-// per connection (it asks the registry to close, and so does the registry's answer).
-
-#[derive(Default)]
-struct Faults {
-    /// Answer this many matching requests with `fail_status` instead of forwarding them.
-    fail: u32,
-    fail_status: u16,
-    fail_retry_after: Option<u32>,
-    fail_body: String,
-    /// Requests whose `METHOD path` contains this are matched (empty: all).
-    fail_match: String,
-    /// Cut this many blob GET bodies after `cut_at` bytes.
-    cut: u32,
-    cut_at: usize,
-    /// Flip a byte in blob GET bodies.
-    corrupt: bool,
-    /// Drop `Range` before forwarding (a registry that ignores it).
-    strip_range: bool,
-    bearer: Option<Bearer>,
-    /// `METHOD path [range]` of every request seen.
-    log: Vec<String>,
-}
-
-struct Bearer {
-    user: String,
-    pass: String,
-    token: String,
-    /// Query strings of the token requests.
-    token_requests: Vec<String>,
-}
-
-struct Proxy {
-    addr: String,
-    faults: Arc<Mutex<Faults>>,
-}
-
-impl Proxy {
-    fn start(upstream: &str) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let faults = Arc::new(Mutex::new(Faults::default()));
-        let (f, up, me) = (faults.clone(), upstream.to_string(), addr.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (f, up, me) = (f.clone(), up.clone(), me.clone());
-                std::thread::spawn(move || {
-                    let _ = handle(conn, &up, &me, &f);
-                });
-            }
-        });
-        Proxy { addr, faults }
-    }
-
-    fn set(&self, f: impl FnOnce(&mut Faults)) {
-        f(&mut self.faults.lock().unwrap())
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.faults.lock().unwrap().log.clone()
-    }
-}
-
-fn respond(conn: &mut TcpStream, status: u16, headers: &[(&str, String)], body: &[u8]) {
-    let mut head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(body);
-}
-
-fn handle(
-    mut conn: TcpStream,
-    upstream: &str,
-    me: &str,
-    faults: &Mutex<Faults>,
-) -> std::io::Result<()> {
-    let mut r = BufReader::new(conn.try_clone()?);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (method, target) = (
-        parts.next().unwrap_or("").to_string(),
-        parts.next().unwrap_or("").to_string(),
-    );
-    let mut headers: Vec<(String, String)> = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
-    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    }
-    let path = target.split('?').next().unwrap_or("").to_string();
-    let range = header("range");
-    let is_blob_get = method == "GET" && path.contains("/blobs/sha256:");
-    let mut f = faults.lock().unwrap();
-    f.log.push(format!(
-        "{method} {path}{}",
-        range.as_ref().map(|r| format!(" {r}")).unwrap_or_default()
-    ));
-
-    let mut forward_auth = true;
-    if let Some(b) = &mut f.bearer {
-        if path == "/token" {
-            let form = String::from_utf8_lossy(&body).into_owned();
-            b.token_requests.push(if method == "POST" {
-                format!("POST {form}")
-            } else {
-                target
-                    .split_once('?')
-                    .map(|x| x.1.to_string())
-                    .unwrap_or_default()
-            });
-            let expected = format!("Basic {}", base64_encode(&format!("{}:{}", b.user, b.pass)));
-            // docker's identitytoken: the OAuth2 refresh-token grant, with the password
-            // standing in for the refresh token here.
-            let refresh = method == "POST"
-                && form.contains("grant_type=refresh_token")
-                && form.contains(&format!("refresh_token={}", b.pass));
-            if header("authorization") == Some(expected) || refresh {
-                // `access_token` (the OAuth2 name) only: the client must accept it.
-                let answer = format!(r#"{{"access_token":"{}","expires_in":300}}"#, b.token);
-                respond(
-                    &mut conn,
-                    200,
-                    &[("Content-Type", "application/json".into())],
-                    answer.as_bytes(),
-                );
-            } else {
-                respond(
-                    &mut conn,
-                    401,
-                    &[],
-                    br#"{"details":"incorrect username or password"}"#,
-                );
-            }
-            return Ok(());
-        }
-        if header("authorization") != Some(format!("Bearer {}", b.token)) {
-            let scope = path
-                .strip_prefix("/v2/")
-                .and_then(|p| p.split("/manifests/").next())
-                .and_then(|p| p.split("/blobs/").next())
-                .filter(|p| !p.is_empty())
-                .map(|repo| {
-                    let action = if method == "GET" || method == "HEAD" {
-                        "pull"
-                    } else {
-                        "pull,push"
-                    };
-                    format!(",scope=\"repository:{repo}:{action}\"")
-                })
-                .unwrap_or_default();
-            let challenge =
-                format!("Bearer realm=\"http://{me}/token\",service=\"test-registry\"{scope}");
-            respond(
-                &mut conn,
-                401,
-                &[
-                    ("WWW-Authenticate", challenge),
-                    ("Content-Type", "application/json".into()),
-                ],
-                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
-            );
-            return Ok(());
-        }
-        forward_auth = false;
-    }
-    if f.fail > 0 && format!("{method} {path}").contains(&f.fail_match) {
-        f.fail -= 1;
-        let mut hs = vec![("Content-Type", "application/json".to_string())];
-        if let Some(s) = f.fail_retry_after {
-            hs.push(("Retry-After", s.to_string()));
-        }
-        let (status, fbody) = (f.fail_status, f.fail_body.clone());
-        drop(f);
-        respond(&mut conn, status, &hs, fbody.as_bytes());
-        return Ok(());
-    }
-    let strip_range = f.strip_range;
-    drop(f);
-
-    let mut up = TcpStream::connect(upstream)?;
-    let mut req = format!("{method} {target} HTTP/1.1\r\n");
-    for (k, v) in &headers {
-        let skip = matches!(
-            k.as_str(),
-            "connection" | "content-length" | "transfer-encoding"
-        ) || (k == "range" && strip_range)
-            || (k == "authorization" && !forward_auth);
-        if !skip {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    req.push_str(&format!(
-        "Connection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    ));
-    up.write_all(req.as_bytes())?;
-    up.write_all(&body)?;
-    let mut resp = Vec::new();
-    up.read_to_end(&mut resp)?;
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-        .unwrap_or(resp.len());
-    let mut f = faults.lock().unwrap();
-    if is_blob_get && f.cut > 0 && resp.len() > split + f.cut_at {
-        f.cut -= 1;
-        let end = split + f.cut_at;
-        drop(f);
-        conn.write_all(&resp[..end])?;
-        conn.flush()?;
-        let _ = conn.shutdown(std::net::Shutdown::Both);
-        return Ok(());
-    }
-    if is_blob_get && f.corrupt && resp.len() > split {
-        let i = split + (resp.len() - split) / 2;
-        resp[i] ^= 0x01;
-    }
-    drop(f);
-    conn.write_all(&resp)
-}
-
 fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -606,29 +365,19 @@ fn base64_encode(s: &str) -> String {
 #[tokio::test]
 async fn retries_through_503_and_honours_429_retry_after() {
     let reg = TestRegistry::start();
-    let proxy = Proxy::start(&reg.addr);
     let c = client();
     // The ping and the first pushes meet three 503s.
-    proxy.set(|f| {
-        f.fail = 3;
-        f.fail_status = 503;
-        f.fail_body = r#"{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}"#.into();
-    });
+    let proxy = FaultyProxy::start(&reg.addr, faulty::first(3, "", UNAVAILABLE));
     let img = image(4);
     push(&c, &proxy.addr, "team/app", "v1", &img).await;
     assert_eq!(
         Digest::of(&skopeo_raw(&format!("{}/team/app:v1", reg.addr))),
         img.digest
     );
-    assert_eq!(proxy.faults.lock().unwrap().fail, 0, "all 503s were met");
+    assert_eq!(proxy.faults().len(), 3, "all 503s were met");
 
     // 429 with Retry-After: 1 is honoured (not the 20 ms backoff).
-    proxy.set(|f| {
-        f.fail = 1;
-        f.fail_status = 429;
-        f.fail_retry_after = Some(1);
-        f.fail_body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.into();
-    });
+    proxy.set_rule(faulty::first(1, "", Fault::TooMany(1)));
     let t = Instant::now();
     let m = c.get_manifest(&proxy.addr, "team/app", "v1").await.unwrap();
     assert_eq!(m.digest, img.digest);
@@ -639,12 +388,7 @@ async fn retries_through_503_and_honours_429_retry_after() {
     );
 
     // When the 503s outlast the budget, the error says so.
-    proxy.set(|f| {
-        f.fail = 100;
-        f.fail_status = 503;
-        f.fail_retry_after = None;
-        f.fail_body = r#"{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}"#.into();
-    });
+    proxy.set_rule(faulty::first(100, "", UNAVAILABLE));
     let before = proxy.log().len();
     let e = c
         .get_manifest(&proxy.addr, "team/app", "v1")
@@ -658,10 +402,7 @@ async fn retries_through_503_and_honours_429_retry_after() {
         RetryPolicy::default().attempts as usize
     );
     // 501 is not retried.
-    proxy.set(|f| {
-        f.fail = 100;
-        f.fail_status = 501;
-    });
+    proxy.set_rule(faulty::first(100, "", Fault::Status(501)));
     let before = proxy.log().len();
     assert!(c.get_manifest(&proxy.addr, "team/app", "v1").await.is_err());
     assert_eq!(proxy.log().len() - before, 1);
@@ -670,16 +411,16 @@ async fn retries_through_503_and_honours_429_retry_after() {
 #[tokio::test]
 async fn failed_upload_restarts_with_a_fresh_stream() {
     let reg = TestRegistry::start();
-    let proxy = Proxy::start(&reg.addr);
+    let proxy = FaultyProxy::start(&reg.addr, |_, _, _| None);
     let c = client();
     c.ping(&proxy.addr).await.unwrap();
     let img = image(5);
     // The first PUT of the blob fails: the upload restarts from a new POST and re-opens.
-    proxy.set(|f| {
-        f.fail = 1;
-        f.fail_status = 500;
-        f.fail_match = "PUT /v2/team/app/blobs/uploads/".into();
-    });
+    proxy.set_rule(faulty::first(
+        1,
+        "PUT /v2/team/app/blobs/uploads/",
+        Fault::Status(500),
+    ));
     let b = &img.layer;
     c.put_blob(
         &proxy.addr,
@@ -707,14 +448,13 @@ async fn blob_download_resumes_with_range_after_a_cut() {
     let reg = TestRegistry::start();
     let img = image(6);
     push(&client(), &reg.addr, "team/app", "v1", &img).await;
-    let proxy = Proxy::start(&reg.addr);
     let c = client();
     const MIB: usize = 1024 * 1024;
     // Cut the first GET and the first resumed GET after 1 MiB each.
-    proxy.set(|f| {
-        f.cut = 2;
-        f.cut_at = MIB;
-    });
+    let proxy = FaultyProxy::start(
+        &reg.addr,
+        blob_gets(move |n| (n < 2).then_some(Fault::CutBody(MIB))),
+    );
     let s = c
         .get_blob(
             &proxy.addr,
@@ -740,10 +480,13 @@ async fn blob_download_resumes_with_range_after_a_cut() {
     );
 
     // A registry that ignores Range (answers 200) cannot be resumed: a clear error.
-    proxy.set(|f| {
-        f.cut = 1;
-        f.strip_range = true;
-    });
+    proxy.set_rule(blob_gets(move |n| {
+        Some(if n == 0 {
+            Fault::CutBody(MIB)
+        } else {
+            Fault::NoRange
+        })
+    }));
     let s = c
         .get_blob(
             &proxy.addr,
@@ -757,10 +500,7 @@ async fn blob_download_resumes_with_range_after_a_cut() {
     assert!(e.contains("ignored the Range request"), "{e}");
 
     // A flipped byte is caught by the digest check.
-    proxy.set(|f| {
-        f.strip_range = false;
-        f.corrupt = true;
-    });
+    proxy.set_rule(blob_gets(|_| Some(Fault::Corrupt)));
     let s = c
         .get_blob(
             &proxy.addr,
@@ -777,7 +517,7 @@ async fn blob_download_resumes_with_range_after_a_cut() {
 #[tokio::test]
 async fn check_push_maps_registry_errors_to_what_to_fix() {
     let reg = TestRegistry::start();
-    let proxy = Proxy::start(&reg.addr);
+    let proxy = FaultyProxy::start(&reg.addr, |_, _, _| None);
     let c = client_with(RegistryOptions {
         credentials: Some((
             proxy.addr.clone(),
@@ -799,12 +539,14 @@ async fn check_push_maps_registry_errors_to_what_to_fix() {
         proxy.log()
     );
 
-    proxy.set(|f| {
-        f.fail = 1;
-        f.fail_status = 404;
-        f.fail_match = "POST".into();
-        f.fail_body = r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#.into();
-    });
+    proxy.set_rule(faulty::first(
+        1,
+        "POST",
+        Fault::Answer(
+            404,
+            r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#,
+        ),
+    ));
     let e = c
         .check_push(&proxy.addr, "proj/app")
         .await
@@ -813,11 +555,14 @@ async fn check_push_maps_registry_errors_to_what_to_fix() {
         .to_string();
     assert!(e.contains("create the project proj"), "{e}");
 
-    proxy.set(|f| {
-        f.fail = 1;
-        f.fail_status = 403;
-        f.fail_body = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#.into();
-    });
+    proxy.set_rule(faulty::first(
+        1,
+        "POST",
+        Fault::Answer(
+            403,
+            r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#,
+        ),
+    ));
     let e = c
         .check_push(&proxy.addr, "proj/app")
         .await
@@ -829,12 +574,14 @@ async fn check_push_maps_registry_errors_to_what_to_fix() {
         "{e}"
     );
 
-    proxy.set(|f| {
-        f.fail = 1;
-        f.fail_status = 401;
-        f.fail_body =
-            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.into();
-    });
+    proxy.set_rule(faulty::first(
+        1,
+        "POST",
+        Fault::Answer(
+            401,
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+        ),
+    ));
     let e = c
         .check_push(&proxy.addr, "proj/app")
         .await
@@ -857,15 +604,9 @@ fn write_docker_config(dir: &Path, host: &str, user: &str, pass: &str) {
 #[tokio::test]
 async fn bearer_tokens_from_docker_config_are_scoped_cached_and_refreshed() {
     let reg = TestRegistry::start();
-    let proxy = Proxy::start(&reg.addr);
-    proxy.set(|f| {
-        f.bearer = Some(Bearer {
-            user: "alice".into(),
-            pass: "wonderland".into(),
-            token: "tok-1".into(),
-            token_requests: Vec::new(),
-        })
-    });
+    let proxy = FaultyProxy::start(&reg.addr, |_, _, _| None);
+    let gate = BearerGate::new("alice", "wonderland", "tok-1");
+    proxy.set_gate(gate.clone());
     let cfg = tempfile::tempdir().unwrap();
     write_docker_config(
         cfg.path(),
@@ -880,17 +621,7 @@ async fn bearer_tokens_from_docker_config_are_scoped_cached_and_refreshed() {
     c.ping(&proxy.addr).await.unwrap();
     let img = image(7);
     push(&c, &proxy.addr, "team/app", "v1", &img).await;
-    let requests = || {
-        proxy
-            .faults
-            .lock()
-            .unwrap()
-            .bearer
-            .as_ref()
-            .unwrap()
-            .token_requests
-            .clone()
-    };
+    let requests = || gate.token_requests();
     let reqs = requests();
     assert!(
         reqs.iter()
@@ -906,7 +637,7 @@ async fn bearer_tokens_from_docker_config_are_scoped_cached_and_refreshed() {
     assert!(reqs.len() <= 3, "{reqs:?}");
 
     // The registry rotates its tokens: the cached one gets a 401 and is replaced.
-    proxy.set(|f| f.bearer.as_mut().unwrap().token = "tok-2".into());
+    gate.rotate("tok-2");
     let before = requests().len();
     assert_eq!(
         c.get_manifest(&proxy.addr, "team/app", "v1")
@@ -960,24 +691,9 @@ async fn bearer_tokens_from_docker_config_are_scoped_cached_and_refreshed() {
 
 /// A CA and a 127.0.0.1 server certificate signed by it, as PEM files in `dir`.
 fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let (ca_pem, cert_pem, key_pem) = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    std::fs::write(&cert_pem, cert.pem()).unwrap();
-    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let ca = TestCa::new("kots-bundle test CA");
+    let ca_pem = ca.write_cert(&dir.join("ca.pem"));
+    let (cert_pem, key_pem) = ca.issue_server().write(dir, "server");
     (ca_pem, cert_pem, key_pem)
 }
 
@@ -1025,15 +741,9 @@ async fn identity_token_is_exchanged_with_the_oauth2_refresh_grant() {
     let reg = TestRegistry::start();
     let img = image(9);
     push(&client(), &reg.addr, "team/app", "v1", &img).await;
-    let proxy = Proxy::start(&reg.addr);
-    proxy.set(|f| {
-        f.bearer = Some(Bearer {
-            user: "unused".into(),
-            pass: "refresh-123".into(),
-            token: "tok-r".into(),
-            token_requests: Vec::new(),
-        })
-    });
+    let proxy = FaultyProxy::start(&reg.addr, |_, _, _| None);
+    let gate = BearerGate::new("unused", "refresh-123", "tok-r");
+    proxy.set_gate(gate.clone());
     let cfg = tempfile::tempdir().unwrap();
     let config =
         serde_json::json!({"auths": {proxy.addr.clone(): {"identitytoken": "refresh-123"}}});
@@ -1050,15 +760,7 @@ async fn identity_token_is_exchanged_with_the_oauth2_refresh_grant() {
             .digest,
         img.digest
     );
-    let reqs = proxy
-        .faults
-        .lock()
-        .unwrap()
-        .bearer
-        .as_ref()
-        .unwrap()
-        .token_requests
-        .clone();
+    let reqs = gate.token_requests();
     assert!(
         !reqs.is_empty()
             && reqs

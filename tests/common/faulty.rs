@@ -1,7 +1,9 @@
 //! A faulty network between us and a real registry: a loopback HTTP proxy that forwards each
 //! request to the registry unless a rule says to answer 5xx, 429 with `Retry-After`, to cut
 //! the response after some bytes (a connection reset mid-blob), to stall first, to trickle
-//! the response a byte at a time, to take an upload slowly, or to answer with a huge body.
+//! the response a byte at a time, to take an upload slowly, to answer with a huge body, to
+//! cut or corrupt a response body. With a [`BearerGate`] it also stands in for a registry
+//! that asks for Bearer tokens.
 //!
 //! Each proxied connection carries one request (`Connection: close` is forced), so every
 //! request gets its own decision.
@@ -10,9 +12,11 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::token::BearerGate;
 
 /// What the proxy does with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +43,27 @@ pub enum Fault {
     /// Forward with the path's query left off: a `POST .../blobs/uploads/?mount=` then opens
     /// a plain upload session (202), as on a registry without cross-repository mounts.
     NoQuery,
+    /// Forward, but close the connection after this many bytes of the response body.
+    CutBody(usize),
+    /// Forward with one byte in the middle of the response body flipped.
+    Corrupt,
+}
+
+/// A rule: the first `times` requests whose `METHOD target` contains `matching` (empty:
+/// every request) get `fault`, the others none.
+pub fn first(
+    times: u32,
+    matching: &str,
+    fault: Fault,
+) -> impl Fn(&str, &str, usize) -> Option<Fault> + Send + Sync + 'static {
+    let (left, matching) = (AtomicU32::new(times), matching.to_string());
+    move |method, path, _| {
+        let hit = format!("{method} {path}").contains(&matching)
+            && left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        hit.then(|| fault.clone())
+    }
 }
 
 /// One request as the proxy saw it.
@@ -59,6 +84,7 @@ pub struct FaultyProxy {
     /// Bytes of [`Fault::Huge`] bodies the client read (written without error).
     pub huge_sent: Arc<AtomicU64>,
     rule: Arc<Mutex<Box<Rule>>>,
+    gate: Arc<Mutex<Option<Arc<BearerGate>>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -75,6 +101,7 @@ impl FaultyProxy {
         let rule: Arc<Mutex<Box<Rule>>> = Arc::new(Mutex::new(Box::new(rule)));
         let stop = Arc::new(AtomicBool::new(false));
         let huge_sent = Arc::new(AtomicU64::new(0));
+        let gate: Arc<Mutex<Option<Arc<BearerGate>>>> = Arc::new(Mutex::new(None));
         let (s, r, st, up, hs) = (
             seen.clone(),
             rule.clone(),
@@ -82,6 +109,7 @@ impl FaultyProxy {
             upstream.to_string(),
             huge_sent.clone(),
         );
+        let (g, me) = (gate.clone(), addr.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::Relaxed) {
@@ -89,7 +117,8 @@ impl FaultyProxy {
                 }
                 let Ok(conn) = conn else { continue };
                 let (s, r, up, hs) = (s.clone(), r.clone(), up.clone(), hs.clone());
-                std::thread::spawn(move || handle(conn, &up, &s, &r, &hs));
+                let (g, me) = (g.lock().unwrap().clone(), me.clone());
+                std::thread::spawn(move || handle(conn, &up, &s, &r, &hs, g.as_deref(), &me));
             }
         });
         FaultyProxy {
@@ -97,8 +126,32 @@ impl FaultyProxy {
             seen,
             huge_sent,
             rule,
+            gate,
             stop,
         }
+    }
+
+    /// Puts `gate` in front of the registry: requests without its token get a 401
+    /// challenge naming this proxy's `/token`, which the gate answers.
+    pub fn set_gate(&self, gate: Arc<BearerGate>) {
+        *self.gate.lock().unwrap() = Some(gate);
+    }
+
+    /// `METHOD path` of every request so far (the query left out), and ` RANGE` when it
+    /// asked for one.
+    pub fn log(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let path = s.path.split('?').next().unwrap_or("");
+                match &s.range {
+                    Some(r) => format!("{} {path} {r}", s.method),
+                    None => format!("{} {path}", s.method),
+                }
+            })
+            .collect()
     }
 
     /// Replaces the rule (e.g. no faults for a re-run).
@@ -133,6 +186,8 @@ fn handle(
     seen: &Mutex<Vec<Seen>>,
     rule: &Mutex<Box<Rule>>,
     huge_sent: &AtomicU64,
+    gate: Option<&BearerGate>,
+    me: &str,
 ) {
     // Read the request head.
     let mut head = Vec::new();
@@ -172,6 +227,44 @@ fn handle(
         }
         headers.push(l.to_string());
     }
+    if let Some(gate) = gate {
+        let authorization = headers.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("authorization")
+                .then(|| v.trim().to_string())
+        });
+        let mut body = Vec::new();
+        if path.split('?').next() == Some("/token") {
+            let _ = (&mut client).take(length as u64).read_to_end(&mut body);
+        }
+        if let Some(a) = gate.check(me, &method, &path, authorization.as_deref(), &body) {
+            seen.lock().unwrap().push(Seen {
+                method: method.clone(),
+                path: path.clone(),
+                fault: None,
+                range: range.clone(),
+            });
+            let _ = std::io::copy(
+                &mut (&mut client).take((length - body.len()) as u64),
+                &mut std::io::sink(),
+            );
+            let mut head = format!(
+                "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                a.status,
+                a.body.len()
+            );
+            for (k, v) in &a.headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = client.write_all(head.as_bytes());
+            let _ = client.write_all(&a.body);
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+        headers.retain(|h| !h.to_ascii_lowercase().starts_with("authorization:"));
+    }
     let fault = {
         let mut seen = seen.lock().unwrap();
         let n = seen.len();
@@ -200,6 +293,8 @@ fn handle(
         let _ = client.shutdown(Shutdown::Both);
     };
     let mut cut = None;
+    let mut body_cut = None;
+    let mut corrupt = false;
     let mut trickle = None;
     let mut upload_rate = None;
     match fault {
@@ -252,6 +347,8 @@ fn handle(
         }
         Some(Fault::Delay(d)) => std::thread::sleep(d),
         Some(Fault::Cut(n)) => cut = Some(n),
+        Some(Fault::CutBody(n)) => body_cut = Some(n),
+        Some(Fault::Corrupt) => corrupt = true,
         Some(Fault::NoRange) | Some(Fault::NoQuery) | None => {}
     }
     let Ok(mut server) = TcpStream::connect(upstream) else {
@@ -294,11 +391,33 @@ fn handle(
     let mut buf = vec![0u8; 64 * 1024];
     let mut sent = 0usize;
     let mut head_seen: Vec<u8> = Vec::new();
+    // For the body faults: the response head so far, then where the body starts and its
+    // declared length.
+    let mut response_head: Vec<u8> = Vec::new();
+    let mut body_at: Option<(usize, Option<usize>)> = None;
     loop {
         let n = match server.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if body_at.is_none() && (body_cut.is_some() || corrupt) {
+            response_head.extend_from_slice(&buf[..n]);
+            if let Some(p) = response_head.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&response_head[..p]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok());
+                body_at = Some((p + 4, len));
+            }
+        }
+        if let (true, Some((start, Some(len)))) = (corrupt, body_at) {
+            let at = start + len / 2;
+            if len > 0 && (sent..sent + n).contains(&at) {
+                buf[at - sent] ^= 0x01;
+            }
+        }
+        let cut = cut.or_else(|| Some(body_at?.0 + body_cut?));
         let n = match cut {
             Some(limit) if sent + n >= limit => {
                 let _ = client.write_all(&buf[..limit - sent]);

@@ -456,3 +456,121 @@ fn sign(shared: &Shared, user: &str, service: &str, granted: &[Scope]) -> String
         .expect("sign token");
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
 }
+
+/// A registry front that asks for Bearer tokens and issues them itself, for a registry with
+/// no auth behind a [`super::faulty::FaultyProxy`]: the token is one plain string the test
+/// can rotate (a registry that expires its tokens), and every token request is recorded as
+/// it was sent. Unlike [`TokenServer`] it answers `access_token` only (the OAuth2 name, which
+/// a client must accept) and takes the OAuth2 refresh-token grant, docker's `identitytoken`,
+/// with the password standing in for the refresh token.
+pub struct BearerGate {
+    user: String,
+    pass: String,
+    token: Mutex<String>,
+    /// Query strings of the GET token requests, `POST <form>` of the POST ones.
+    token_requests: Mutex<Vec<String>>,
+}
+
+/// An answer the gate gives instead of letting a request through.
+pub struct GateAnswer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl BearerGate {
+    pub fn new(user: &str, pass: &str, token: &str) -> Arc<BearerGate> {
+        Arc::new(BearerGate {
+            user: user.to_string(),
+            pass: pass.to_string(),
+            token: Mutex::new(token.to_string()),
+            token_requests: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// From now on only `token` is accepted (the cached one gets a 401).
+    pub fn rotate(&self, token: &str) {
+        *self.token.lock().unwrap() = token.to_string();
+    }
+
+    pub fn token_requests(&self) -> Vec<String> {
+        self.token_requests.lock().unwrap().clone()
+    }
+
+    /// What the gate answers to a request for `target` reaching the proxy at `me`; `None`
+    /// lets it through (without its Authorization, which the registry does not need).
+    /// `body` is read only for the token endpoint.
+    pub fn check(
+        &self,
+        me: &str,
+        method: &str,
+        target: &str,
+        authorization: Option<&str>,
+        body: &[u8],
+    ) -> Option<GateAnswer> {
+        let path = target.split('?').next().unwrap_or("");
+        let token = self.token.lock().unwrap().clone();
+        if path == "/token" {
+            let form = String::from_utf8_lossy(body).into_owned();
+            self.token_requests
+                .lock()
+                .unwrap()
+                .push(if method == "POST" {
+                    format!("POST {form}")
+                } else {
+                    target
+                        .split_once('?')
+                        .map(|x| x.1.to_string())
+                        .unwrap_or_default()
+                });
+            let expected = format!(
+                "Basic {}",
+                STANDARD.encode(format!("{}:{}", self.user, self.pass))
+            );
+            let refresh = method == "POST"
+                && form.contains("grant_type=refresh_token")
+                && form.contains(&format!("refresh_token={}", self.pass));
+            return Some(if authorization == Some(expected.as_str()) || refresh {
+                GateAnswer {
+                    status: 200,
+                    headers: vec![("Content-Type", "application/json".into())],
+                    body: format!(r#"{{"access_token":"{token}","expires_in":300}}"#).into_bytes(),
+                }
+            } else {
+                GateAnswer {
+                    status: 401,
+                    headers: Vec::new(),
+                    body: br#"{"details":"incorrect username or password"}"#.to_vec(),
+                }
+            });
+        }
+        if authorization == Some(format!("Bearer {token}").as_str()) {
+            return None;
+        }
+        let scope = path
+            .strip_prefix("/v2/")
+            .and_then(|p| p.split("/manifests/").next())
+            .and_then(|p| p.split("/blobs/").next())
+            .filter(|p| !p.is_empty())
+            .map(|repo| {
+                let action = if method == "GET" || method == "HEAD" {
+                    "pull"
+                } else {
+                    "pull,push"
+                };
+                format!(",scope=\"repository:{repo}:{action}\"")
+            })
+            .unwrap_or_default();
+        let challenge =
+            format!("Bearer realm=\"http://{me}/token\",service=\"test-registry\"{scope}");
+        Some(GateAnswer {
+            status: 401,
+            headers: vec![
+                ("WWW-Authenticate", challenge),
+                ("Content-Type", "application/json".into()),
+            ],
+            body: br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+                .to_vec(),
+        })
+    }
+}
