@@ -21,6 +21,7 @@ pub mod import;
 pub mod inventory;
 pub mod kustomize;
 pub mod layout;
+pub mod license;
 pub mod manifest;
 pub mod names;
 pub mod overlay;

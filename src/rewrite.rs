@@ -257,6 +257,12 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_error_never_shows_credentials() {
+        let e = Endpoint::parse("https://u:secret@reg.example.com").unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
     fn endpoint_forms() {
         assert_eq!(
             ep("https://registry.somebigbank.com"),

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::render::license::License;
+use crate::license::License;
 use crate::upstream::{self, UpstreamError, UpstreamOptions};
 
 /// The channel slug KOTS selects when the upstream names none (`extractPreferredChannelSlug`).
@@ -342,7 +342,7 @@ pub fn check_update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::license::LicenseChannel;
+    use crate::license::LicenseChannel;
 
     fn license() -> License {
         License {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
+use kots_bundle::license::License;
 use kots_bundle::render::config::{resolve, Config, ConfigError, ConfigValue, ConfigValues};
-use kots_bundle::render::license::License;
 use kots_bundle::render::template::{render, Context, ItemValue, LocalRegistry, VersionInfo};
 use kots_bundle::rewrite::Endpoint;
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::license::License;
 use crate::render::config::ConfigValues;
-use crate::render::license::License;
 use crate::render::{helm, Charts, Inputs};
 
 #[derive(clap::Args, Debug, Clone, Default)]

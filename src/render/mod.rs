@@ -1,6 +1,6 @@
 //! Rendering: what KOTS does between `upstream/` and `base/`. The Go-template engine with
 //! KOTS's delimiters and functions ([`template`]), the app's `kind: Config` and the operator's
-//! answers ([`config`]), the customer's license ([`license`]), and Helm charts rendered by a
+//! answers ([`config`]), the customer's license ([`crate::license`]), and Helm charts rendered by a
 //! real helm ([`helm`]).
 //!
 //! [`render`] is the stage: it takes the app's files as shipped and returns its documents as
@@ -11,7 +11,6 @@
 pub mod config;
 pub mod helm;
 pub mod kustomize;
-pub mod license;
 pub mod template;
 
 use std::path::PathBuf;
@@ -19,10 +18,10 @@ use std::sync::Arc;
 
 use serde_yaml_ng::Value;
 
+use crate::license::License;
 use crate::upstream::ManifestFile;
 use crate::yaml;
 use config::{Config, ConfigValues};
-use license::License;
 use template::{Context, LocalRegistry};
 
 /// How an app's Helm charts are rendered.

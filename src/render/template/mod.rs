@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
-use crate::render::license::License;
+use crate::license::License;
 use crate::rewrite::Endpoint;
 
 /// One config item's value as the templates see it (KOTS's `ItemValue`): `ConfigOption`

@@ -1,7 +1,7 @@
 //! The customer's KOTS license (`kots.io/v1beta1` or `v1beta2`, `kind: License`): what
 //! `replicated://` downloads authenticate with, and what `LicenseFieldValue` and
-//! `LicenseDockerCfg` read. Field names are those of `upstream::License`, plus the rest of
-//! KOTS's `LicenseSpec`.
+//! `LicenseDockerCfg` read (the template functions, in `render`, turn its fields into what
+//! they print). Field names are those of KOTS's `LicenseSpec`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,20 +22,6 @@ pub enum EntitlementValue {
     Int(i64),
     Float(f64),
     Bool(bool),
-}
-
-impl fmt::Display for EntitlementValue {
-    /// Go's `%v`, as `LicenseFieldValue` prints it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EntitlementValue::String(s) => f.write_str(s),
-            EntitlementValue::Int(n) => write!(f, "{n}"),
-            EntitlementValue::Float(x) => {
-                f.write_str(&crate::render::template::gofmt::format_float(*x, 'g', None))
-            }
-            EntitlementValue::Bool(b) => write!(f, "{b}"),
-        }
-    }
 }
 
 /// One entry of `spec.entitlements`.
@@ -254,42 +240,6 @@ impl License {
         })
     }
 
-    /// KOTS's `LicenseFieldValue`: a built-in field, else a custom field (entitlement), else
-    /// the empty string.
-    pub fn field_value(&self, name: &str) -> String {
-        let b = |v: bool| v.to_string();
-        match name {
-            "appSlug" => self.app_slug.clone(),
-            "channelID" => self.channel_id.clone(),
-            "channelName" => self.channel.clone().unwrap_or_default(),
-            "customerEmail" => self.customer_email.clone(),
-            "endpoint" => self.endpoint.clone(),
-            "licenseID" | "licenseId" => self.license_id.clone(),
-            "licenseSequence" => self.license_sequence.to_string(),
-            "customerName" => self.customer_name.clone(),
-            "signature" => String::from_utf8_lossy(&self.signature).into_owned(),
-            "licenseType" => self.license_type.clone(),
-            "replicatedProxyDomain" => self.replicated_proxy_domain.clone(),
-            "isEmbeddedClusterDownloadEnabled" => b(self.is_embedded_cluster_download_enabled),
-            "isAirgapSupported" => b(self.is_airgap_supported),
-            "isEmbeddedClusterMultiNodeEnabled" => b(self.is_embedded_cluster_multi_node_enabled),
-            "IsDisasterRecoverySupported" | "isDisasterRecoverySupported" => {
-                b(self.is_disaster_recovery_supported)
-            }
-            "isGeoaxisSupported" => b(self.is_geoaxis_supported),
-            "isGitOpsSupported" => b(self.is_gitops_supported),
-            "isIdentityServiceSupported" => b(self.is_identity_service_supported),
-            "isSemverRequired" => b(self.is_semver_required),
-            "isSnapshotSupported" => b(self.is_snapshot_supported),
-            "isSupportBundleUploadSupported" => b(self.is_support_bundle_upload_supported),
-            other => self
-                .entitlements
-                .get(other)
-                .map(|e| e.value.to_string())
-                .unwrap_or_default(),
-        }
-    }
-
     /// The Replicated registry and proxy hosts this license's images come from (KOTS's
     /// `GetRegistryProxyInfo` from the license endpoint; the staging endpoint has its own).
     pub fn registry_hosts(&self) -> (String, String) {
@@ -307,74 +257,5 @@ impl License {
             "registry.replicated.com".into(),
             "proxy.replicated.com".into(),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LICENSE: &str = r#"apiVersion: kots.io/v1beta1
-kind: License
-metadata:
-  name: acme
-spec:
-  licenseID: 1vusOokxAVp1tkRGuyxnF23PJcq
-  appSlug: my-app
-  channelName: Stable
-  channelID: 1vusIYZLAVxMG6q760OJmRKj5i5
-  customerName: ACME Corp
-  customerEmail: ops@acme.example
-  licenseType: prod
-  licenseSequence: 7
-  endpoint: https://replicated.app
-  signature: eyJzaWduYXR1cmUiOiJhYmMifQ==
-  isAirgapSupported: true
-  isSnapshotSupported: true
-  entitlements:
-    expires_at:
-      title: Expiration
-      value: "2030-01-01T00:00:00Z"
-      valueType: String
-    seats:
-      title: Seats
-      value: 25
-      valueType: Integer
-    feature_x:
-      title: Feature X
-      value: true
-      valueType: Boolean
-"#;
-
-    #[test]
-    fn parses_builtin_fields_and_entitlements() {
-        let l = License::parse(LICENSE).unwrap();
-        assert_eq!(l.license_id, "1vusOokxAVp1tkRGuyxnF23PJcq");
-        assert_eq!(l.channel.as_deref(), Some("Stable"));
-        assert_eq!(l.field_value("licenseSequence"), "7");
-        assert_eq!(l.field_value("isAirgapSupported"), "true");
-        assert_eq!(l.field_value("isGitOpsSupported"), "false");
-        assert_eq!(l.field_value("signature"), r#"{"signature":"abc"}"#);
-        assert_eq!(l.field_value("seats"), "25");
-        assert_eq!(l.field_value("feature_x"), "true");
-        assert_eq!(l.field_value("expires_at"), "2030-01-01T00:00:00Z");
-        assert_eq!(l.field_value("nope"), "");
-        assert_eq!(l.field_value("licenseId"), l.license_id);
-    }
-
-    #[test]
-    fn defaults_and_errors() {
-        let l = License::parse("kind: License\nspec:\n  licenseID: abc\n  appSlug: app\n").unwrap();
-        assert_eq!(l.endpoint, DEFAULT_ENDPOINT);
-        assert_eq!(l.field_value("endpoint"), DEFAULT_ENDPOINT);
-        for (text, why) in [
-            ("kind: Config\n", "kind: License"),
-            ("kind: License\nspec:\n  appSlug: a\n", "licenseID"),
-            ("kind: License\nspec:\n  licenseID: a\n", "appSlug"),
-            ("kind: License\n", "no spec"),
-        ] {
-            let e = License::parse(text).unwrap_err().to_string();
-            assert!(e.contains(why), "{text}: {e}");
-        }
     }
 }
