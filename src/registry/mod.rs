@@ -12,9 +12,10 @@
 //! tokens), [`keychain`] (docker config and credential helpers), [`retry`] (what is retried
 //! and how long to wait), [`timeout`] (when a silent registry is given up on), [`tls`] (which
 //! certificates are trusted, client certificates) with [`certdir`] (docker's and podman's
-//! `certs.d`) and [`certproblem`] (a refused certificate explained), [`error`] (registry error bodies as typed errors), [`mirror`] (pull-through
-//! mirrors), [`blob`] (streamed, verified, resumable blob reads) and [`transport`] (the
-//! registry as a copy-engine source and destination).
+//! `certs.d`) and [`certproblem`] (a refused certificate explained), [`error`] (registry
+//! error bodies as typed errors), [`mirror`] (pull-through mirrors), [`blob`] (streamed,
+//! verified, resumable blob reads) and [`transport`] (the registry as a copy-engine source
+//! and destination).
 
 pub mod transport;
 
