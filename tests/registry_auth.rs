@@ -600,8 +600,7 @@ fn client_without_the_ca_fails_and_points_at_registry_ca() {
     let client = Client::new(options(&reg, false, PASS)).expect("client");
     let err = runtime()
         .block_on(client.get_manifest(&reg.addr, "myapp/tiny", "v1"))
-        .err()
-        .expect("an unknown CA must be refused");
+        .expect_err("an unknown CA must be refused");
     let msg = chain(&err);
     assert!(msg.contains("--registry-ca"), "says what to do: {msg}");
     assert!(msg.contains(&reg.addr), "names the registry: {msg}");
