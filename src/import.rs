@@ -232,13 +232,15 @@ pub async fn import(client: Client, opts: &ImportOptions) -> anyhow::Result<Impo
         overlay::read_state(&app_dir)?.and_then(|s| s.release),
         &meta.app.release,
     ) {
-        crate::vendor::check_update(&current, next, &next.required_releases).map_err(|e| {
-            anyhow::anyhow!(
+        crate::upstream::vendor::check_update(&current, next, &next.required_releases).map_err(
+            |e| {
+                anyhow::anyhow!(
                 "{}: {e}; import the archive of {} first (the app directory was left as it was)",
                 app_dir.display(),
                 e.oldest
             )
-        })?;
+            },
+        )?;
     }
     let r = reader.clone();
     let files = tokio::task::spawn_blocking(move || r.upstream_files())

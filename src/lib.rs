@@ -34,6 +34,5 @@ pub mod rewrite;
 pub mod serve;
 pub(crate) mod subprocess;
 pub mod upstream;
-pub mod vendor;
 pub mod warnings;
 pub mod yaml;

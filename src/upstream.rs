@@ -3,7 +3,9 @@
 //!
 //! Every source is read into memory as a list of [`ManifestFile`]s: manifests are small,
 //! and holding them lets discovery, the archive and the app directory all work from the
-//! same bytes, exactly as shipped.
+//! same bytes, exactly as shipped. `replicated://` asks the vendor API ([`vendor`]).
+
+pub mod vendor;
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -32,7 +34,7 @@ pub struct Upstream {
     /// Sorted by path.
     pub files: Vec<ManifestFile>,
     /// For `replicated://`: what the vendor API said about the release it served.
-    pub release: Option<crate::vendor::VendorRelease>,
+    pub release: Option<crate::upstream::vendor::VendorRelease>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +93,7 @@ pub struct UpstreamOptions {
     /// `--app-name`: the app's name, instead of the one the upstream suggests.
     pub app_name: Option<String>,
     /// For `replicated://`: the channel, the version and the release updated from.
-    pub release: crate::vendor::ReleaseQuery,
+    pub release: crate::upstream::vendor::ReleaseQuery,
 }
 
 /// Fetches the app from any supported source: a directory or tarball path, an `https://`
@@ -415,14 +417,14 @@ async fn load_replicated(
         (None, path) => query.channel = path,
         _ => {}
     }
-    let (body, release) = crate::vendor::download(&license, &query, opts)
+    let (body, release) = crate::upstream::vendor::download(&license, &query, opts)
         .await
         .map_err(|e| match e {
-            crate::vendor::VendorError::License(why) => UpstreamError::License {
+            crate::upstream::vendor::VendorError::License(why) => UpstreamError::License {
                 path: license_path.clone(),
                 why,
             },
-            crate::vendor::VendorError::RequiredSkipped(e) => UpstreamError::Source {
+            crate::upstream::vendor::VendorError::RequiredSkipped(e) => UpstreamError::Source {
                 source_ref: source.to_string(),
                 why: format!(
                     "{e}; run again with --app-version-label {}, then update again (the app \

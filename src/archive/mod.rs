@@ -109,7 +109,7 @@ pub struct App {
     /// For `replicated://`: the vendor API's channel, sequence, version label, release date
     /// and required flag. Added within v1: older archives have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release: Option<crate::vendor::VendorRelease>,
+    pub release: Option<crate::upstream::vendor::VendorRelease>,
 }
 
 /// One source image: what the manifests reference and what was fetched for it.

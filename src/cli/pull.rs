@@ -200,7 +200,7 @@ pub fn run(args: &PullArgs, quiet: bool, strict: bool) -> anyhow::Result<i32> {
 /// asks for what follows it. The directory is found as after the download (`--dest`, else
 /// the current directory if it is an app directory, else `./APP` named by `--app-name` or
 /// the `replicated://` URL); a new directory has none.
-fn kept_release(args: &PullArgs) -> anyhow::Result<Option<crate::vendor::VendorRelease>> {
+fn kept_release(args: &PullArgs) -> anyhow::Result<Option<crate::upstream::vendor::VendorRelease>> {
     let Some(rest) = args.upstream.strip_prefix("replicated://") else {
         return Ok(None);
     };

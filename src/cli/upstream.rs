@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::upstream::vendor::{ReleaseQuery, VendorRelease};
 use crate::upstream::{self, Upstream, UpstreamOptions};
-use crate::vendor::{ReleaseQuery, VendorRelease};
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct UpstreamArgs {

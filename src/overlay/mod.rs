@@ -113,7 +113,7 @@ pub struct State {
     /// For `replicated://`: the release the vendor API served (its channel and sequence are
     /// what the next update asks from).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release: Option<crate::vendor::VendorRelease>,
+    pub release: Option<crate::upstream::vendor::VendorRelease>,
     /// Where the images were pushed, so a later `pull` in DIR pushes there again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<SavedDestination>,
