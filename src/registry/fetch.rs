@@ -19,13 +19,14 @@ use super::timeout::Meter;
 use super::{blob, mirror, no_build, Client, Endpoint, ReadFail, MAX_MANIFEST_SIZE};
 
 impl Client {
-    /// Reads through mirrors: each location in order until one answers; `accept` says
-    /// whether an answer is final (a mirror's "not found" moves on to the next location).
+    /// Reads `reference` (a tag or digest, for messages) through mirrors: each location in
+    /// order until one answers; `accept` says whether an answer is final (a mirror's "not
+    /// found" moves on to the next location).
     async fn read_through<T, F, Fut>(
         &self,
         registry: &str,
         repository: &str,
-        image: String,
+        reference: &str,
         mut op: F,
         accept: impl Fn(&T) -> bool,
     ) -> Result<T, RegistryError>
@@ -52,7 +53,10 @@ impl Client {
                 }
             }
         }
-        Err(RegistryError::AllLocationsFailed { image, attempts })
+        Err(RegistryError::AllLocationsFailed {
+            image: image_name(registry, repository, reference),
+            attempts,
+        })
     }
 
     pub async fn get_manifest(
@@ -61,11 +65,10 @@ impl Client {
         repository: &str,
         reference: &str,
     ) -> Result<Manifest, RegistryError> {
-        let image = image_name(registry, repository, reference);
         self.read_through(
             registry,
             repository,
-            image,
+            reference,
             |loc| async move {
                 self.get_manifest_at(&loc.registry, &loc.repository, reference)
                     .await
@@ -187,11 +190,10 @@ impl Client {
         reference: &str,
         accept: fn(&Option<Digest>) -> bool,
     ) -> Result<Option<Digest>, RegistryError> {
-        let image = image_name(registry, repository, reference);
         self.read_through(
             registry,
             repository,
-            image,
+            reference,
             |loc| async move {
                 self.head_manifest_at(&loc.registry, &loc.repository, reference)
                     .await
@@ -291,12 +293,11 @@ impl Client {
         offset: u64,
         end: Option<u64>,
     ) -> Result<BlobStream, RegistryError> {
-        let image = format!("{registry}/{repository}@{digest}");
         let (ep, repo, body) = self
             .read_through(
                 registry,
                 repository,
-                image,
+                digest.as_str(),
                 |loc| async move {
                     let ep = self.endpoint(&loc.registry).await?;
                     let resp = self
@@ -393,11 +394,10 @@ impl Client {
         repository: &str,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        let image = format!("{registry}/{repository}@{digest}");
         self.read_through(
             registry,
             repository,
-            image,
+            digest.as_str(),
             |loc| async move {
                 let ep = self.endpoint(&loc.registry).await?;
                 let call = self.call(
