@@ -102,15 +102,7 @@ impl Client {
                     // registry answering (a 503 or 429 is retried like any other).
                     let tls_server = status == StatusCode::BAD_REQUEST;
                     if let Some((e, retryable)) = first.take().filter(|_| tls_server) {
-                        return if retryable {
-                            Attempt::Retry {
-                                why: e.to_string(),
-                                last: Err(e),
-                                after: None,
-                            }
-                        } else {
-                            Attempt::Done(Err(e))
-                        };
+                        return Attempt::failed(e, retryable);
                     }
                     let after = retry::retry_after(resp.headers());
                     let body = self.read_error_body(resp).await;
@@ -143,15 +135,7 @@ impl Client {
             }
         }
         let (e, retryable) = first.expect("at least one scheme");
-        if retryable {
-            Attempt::Retry {
-                why: e.to_string(),
-                last: Err(e),
-                after: None,
-            }
-        } else {
-            Attempt::Done(Err(e))
-        }
+        Attempt::failed(e, retryable)
     }
 
     /// The registry is reachable and the credentials for it (if any) are accepted.

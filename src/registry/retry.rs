@@ -123,6 +123,21 @@ pub(crate) enum Attempt<T, E> {
     },
 }
 
+impl<T, E: std::fmt::Display> Attempt<T, E> {
+    /// A failure: worth another try when `retryable`, final otherwise.
+    pub fn failed(e: E, retryable: bool) -> Attempt<T, E> {
+        if retryable {
+            Attempt::Retry {
+                why: e.to_string(),
+                last: Err(e),
+                after: None,
+            }
+        } else {
+            Attempt::Done(Err(e))
+        }
+    }
+}
+
 /// The retry loop, and what it has already told the user.
 #[derive(Debug, Default)]
 pub(crate) struct Retrier {
