@@ -159,8 +159,11 @@ impl Trust {
             answered: AtomicBool::new(false),
         });
         let verifier: Arc<dyn ServerCertVerifier> = if self.skip_verify || insecure {
-            Arc::new(Unverified {
+            Arc::new(Verifier {
+                webpki: None,
+                pinned: Vec::new(),
                 algorithms: self.provider.signature_verification_algorithms,
+                any: true,
             })
         } else {
             Arc::new(
@@ -213,6 +216,9 @@ struct Verifier {
     webpki: Option<Arc<WebPkiServerVerifier>>,
     pinned: Vec<CertificateDer<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
+    /// With `--insecure-skip-tls-verify` (or an insecure mirror): any certificate; the
+    /// handshake signature is still checked against it.
+    any: bool,
 }
 
 impl Verifier {
@@ -233,6 +239,7 @@ impl Verifier {
             webpki,
             pinned,
             algorithms: provider.signature_verification_algorithms,
+            any: false,
         })
     }
 }
@@ -246,6 +253,9 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.any {
+            return Ok(ServerCertVerified::assertion());
+        }
         let refused = match &self.webpki {
             Some(w) => match w.verify_server_cert(
                 end_entity,
@@ -326,48 +336,6 @@ fn check_pinned(
             p.seen = seen;
             Err(problem(p))
         }
-    }
-}
-
-/// With `--insecure-skip-tls-verify` (or an insecure mirror): any certificate; the
-/// handshake signature is still checked against it.
-#[derive(Debug)]
-struct Unverified {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 
