@@ -209,24 +209,21 @@ impl TokenServer {
 
     /// Repositories that were granted `action` in some token.
     pub fn granted(&self, action: &str) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .requests()
-            .iter()
-            .flat_map(|r| r.granted.clone())
-            .filter(|s| s.has(action))
-            .map(|s| s.name)
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+        self.names(action, |r| &r.granted)
     }
 
     /// Repositories for which `action` was asked for (granted or not).
     pub fn requested(&self, action: &str) -> Vec<String> {
+        self.names(action, |r| &r.requested)
+    }
+
+    /// The repositories of the scopes `which` picks from each request that name `action`,
+    /// sorted, once each.
+    fn names(&self, action: &str, which: impl Fn(&TokenRequest) -> &Vec<Scope>) -> Vec<String> {
         let mut names: Vec<String> = self
             .requests()
             .iter()
-            .flat_map(|r| r.requested.clone())
+            .flat_map(|r| which(r).clone())
             .filter(|s| s.has(action))
             .map(|s| s.name)
             .collect();
