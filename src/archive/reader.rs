@@ -231,17 +231,21 @@ impl ArchiveReader {
         }
     }
 
-    /// Opens one entry by name, checking its tar header matches the index.
-    pub fn entry(&self, name: &str) -> Result<Entry, ArchiveError> {
-        let e = *self
-            .index
+    /// Where the index puts entry `name`; an error naming it when it has none.
+    fn indexed(&self, name: &str) -> Result<IndexEntry, ArchiveError> {
+        self.index
             .entries
             .get(name)
+            .copied()
             .ok_or_else(|| ArchiveError::Missing {
                 path: self.path.clone(),
                 entry: name.to_string(),
-            })?;
-        self.entry_at(name, e)
+            })
+    }
+
+    /// Opens one entry by name, checking its tar header matches the index.
+    pub fn entry(&self, name: &str) -> Result<Entry, ArchiveError> {
+        self.entry_at(name, self.indexed(name)?)
     }
 
     fn entry_at(&self, name: &str, e: IndexEntry) -> Result<Entry, ArchiveError> {
@@ -295,14 +299,7 @@ impl ArchiveReader {
 
     /// Reads a small entry whole (JSON documents, manifests, upstream files).
     pub fn read_small(&self, name: &str) -> Result<Vec<u8>, ArchiveError> {
-        let e = self
-            .index
-            .entries
-            .get(name)
-            .ok_or_else(|| ArchiveError::Missing {
-                path: self.path.clone(),
-                entry: name.to_string(),
-            })?;
+        let e = self.indexed(name)?;
         if e.size > MAX_JSON_ENTRY {
             return Err(self.bad(
                 name,
@@ -322,15 +319,7 @@ impl ArchiveReader {
     /// A blob's content; reading it to the end errors if the digest or size is wrong.
     pub fn blob(&self, digest: &Digest) -> Result<VerifyingReader<Entry>, ArchiveError> {
         let name = blob_entry(digest);
-        let size = self
-            .index
-            .entries
-            .get(&name)
-            .map(|e| e.size)
-            .ok_or_else(|| ArchiveError::Missing {
-                path: self.path.clone(),
-                entry: name.clone(),
-            })?;
+        let size = self.indexed(&name)?.size;
         Ok(VerifyingReader::new(
             self.entry(&name)?,
             digest.clone(),
