@@ -21,6 +21,17 @@ pub struct ManifestFile {
     pub data: Vec<u8>,
 }
 
+#[cfg(test)]
+impl ManifestFile {
+    /// A file holding `text`, for unit tests.
+    pub(crate) fn text(path: &str, text: &str) -> ManifestFile {
+        ManifestFile {
+            path: path.into(),
+            data: text.as_bytes().to_vec(),
+        }
+    }
+}
+
 /// The application as fetched.
 #[derive(Debug, Clone, Default)]
 pub struct Upstream {

@@ -103,6 +103,13 @@ pub fn yaml_documents(text: &str) -> Vec<Document<'_>> {
         .collect()
 }
 
+/// A document that says it is a Kubernetes object (`apiVersion:` and `kind:` lines) whether
+/// or not it parses: one that does not parse is worth a warning.
+pub fn looks_like_manifest(raw: &str) -> bool {
+    let has = |key: &str| raw.lines().any(|l| l.trim_start().starts_with(key));
+    has("apiVersion:") && has("kind:")
+}
+
 /// Parses one YAML document (as [`yaml_documents`] yields it) that starts at `line`.
 pub fn parse_yaml(raw: &str, line: usize) -> Result<Value, ParseError> {
     // CRLF files: the parser copes, but a stray `\r` would end up in scalars.

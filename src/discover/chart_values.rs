@@ -272,13 +272,6 @@ mod tests {
     use super::super::{discover, Discovery};
     use crate::upstream::ManifestFile;
 
-    fn file(path: &str, text: &str) -> ManifestFile {
-        ManifestFile {
-            path: path.into(),
-            data: text.as_bytes().to_vec(),
-        }
-    }
-
     fn refs(d: &Discovery) -> Vec<String> {
         d.references().iter().map(|r| r.to_string()).collect()
     }
@@ -289,12 +282,12 @@ mod tests {
 
     fn chart(values: &str) -> Discovery {
         discover(&[
-            file(
+            ManifestFile::text(
                 "chart/Chart.yaml",
                 "apiVersion: v2\nname: c\nversion: 1.0.0\nappVersion: \"2.5\"\n",
             ),
-            file("chart/values.yaml", values),
-            file(
+            ManifestFile::text("chart/values.yaml", values),
+            ManifestFile::text(
                 "chart/templates/dep.yaml",
                 "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {template: {spec: {containers: [{image: '{{ .Values.image.repository }}'}]}}}\n",
             ),

@@ -6,8 +6,8 @@ use serde_yaml_ng::Value;
 
 use super::sites::{self, SiteValue};
 use super::{
-    is_templated, looks_like_manifest, object_identity, object_label, DocCtx, Location, Scanner,
-    SiteKind, COLLECTOR_LISTS,
+    is_templated, object_identity, object_label, DocCtx, Location, Scanner, SiteKind,
+    COLLECTOR_LISTS,
 };
 use crate::reference::Reference;
 use crate::yaml;
@@ -37,7 +37,7 @@ impl Scanner {
                 Err(e) => {
                     // A broken Kubernetes manifest may hide images: say so. Anything else
                     // (templates, other tools' YAML) is none of our business.
-                    if !in_template && looks_like_manifest(raw) {
+                    if !in_template && crate::yaml::looks_like_manifest(raw) {
                         let at = Location {
                             file: file.to_string(),
                             path: if multi {

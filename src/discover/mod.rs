@@ -433,21 +433,9 @@ fn object_label(v: &Value, doc_label: &str) -> String {
     s
 }
 
-fn looks_like_manifest(raw: &str) -> bool {
-    let has = |key: &str| raw.lines().any(|l| l.trim_start().starts_with(key));
-    has("apiVersion:") && has("kind:")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn file(path: &str, text: &str) -> ManifestFile {
-        ManifestFile {
-            path: path.into(),
-            data: text.as_bytes().to_vec(),
-        }
-    }
 
     fn refs(d: &Discovery) -> Vec<String> {
         d.references().iter().map(|r| r.to_string()).collect()
@@ -455,7 +443,7 @@ mod tests {
 
     #[test]
     fn finds_containers_at_any_depth_with_paths() {
-        let d = discover(&[file(
+        let d = discover(&[ManifestFile::text(
             "app/cron.yaml",
             "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: tick}\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          initContainers: [{name: i, image: busybox:1.36}]\n          containers: [{name: c, image: 'quay.io/x/y:2'}]\n",
         )]);
@@ -474,9 +462,9 @@ mod tests {
     #[test]
     fn non_kubernetes_yaml_is_skipped_quietly() {
         let d = discover(&[
-            file("config.yaml", "containers: [{image: nginx}]\n"),
-            file("broken-notes.yaml", "this: [is not: yaml\n"),
-            file("README.md", "image: nginx"),
+            ManifestFile::text("config.yaml", "containers: [{image: nginx}]\n"),
+            ManifestFile::text("broken-notes.yaml", "this: [is not: yaml\n"),
+            ManifestFile::text("README.md", "image: nginx"),
         ]);
         assert!(d.images.is_empty());
         assert!(d.problems.is_empty(), "{:?}", d.problems);
@@ -484,7 +472,7 @@ mod tests {
 
     #[test]
     fn broken_manifest_is_a_problem_but_not_fatal() {
-        let d = discover(&[file(
+        let d = discover(&[ManifestFile::text(
             "x.yaml",
             "apiVersion: v1\nkind: Pod\nspec: [oops\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec: {containers: [{image: redis}]}\n",
         )]);
@@ -497,7 +485,7 @@ mod tests {
 
     #[test]
     fn templated_and_invalid_refs_are_problems() {
-        let d = discover(&[file(
+        let d = discover(&[ManifestFile::text(
             "p.yaml",
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - image: 'repl{{ LocalImageName \"x\" }}'\n  - image: Nginx\n  - image: ''\n  - image:\n  - image: ok:1\n",
         )]);
@@ -513,11 +501,11 @@ mod tests {
     #[test]
     fn kots_application_adds_then_excludes_last() {
         let d = discover(&[
-            file(
+            ManifestFile::text(
                 "a.yaml",
                 "apiVersion: kots.io/v1beta1\nkind: Application\nmetadata: {name: a}\nspec:\n  additionalImages: [extra:1, 'quay.io/a/b:2']\n  excludedImages: [docker.io/library/skip:3]\n",
             ),
-            file(
+            ManifestFile::text(
                 "z.yaml",
                 "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{image: skip:3}, {image: keep:4}]}\n",
             ),
@@ -549,7 +537,7 @@ mod tests {
 
     #[test]
     fn candidates_outside_pod_specs_are_kept_apart_until_confirmed() {
-        let d = discover(&[file(
+        let d = discover(&[ManifestFile::text(
             "op.yaml",
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: op}\nspec:\n  template:\n    spec:\n      containers:\n      - name: op\n        image: quay.io/org/op:1\n        args: ['--x-image=quay.io/org/x:1', '--self=quay.io/org/op:1']\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec:\n  image: {repository: quay.io/org/partial}\n  other: {image: 'Bad Ref'}\n",
         )]);

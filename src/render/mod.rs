@@ -303,7 +303,7 @@ fn render_file(
             }
             Ok(_) => kept.push(doc.raw),
             Err(e) => {
-                if looks_like_manifest(doc.raw) {
+                if crate::yaml::looks_like_manifest(doc.raw) {
                     crate::warnings::warn(format_args!(
                         "{}: {e}: not valid YAML, so this document is left out (its images are not listed)",
                         f.path
@@ -357,21 +357,9 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn looks_like_manifest(raw: &str) -> bool {
-    let has = |key: &str| raw.lines().any(|l| l.trim_start().starts_with(key));
-    has("apiVersion:") && has("kind:")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn file(path: &str, text: &str) -> ManifestFile {
-        ManifestFile {
-            path: path.into(),
-            data: text.as_bytes().to_vec(),
-        }
-    }
 
     fn inputs() -> Inputs {
         Inputs {
@@ -391,11 +379,11 @@ mod tests {
     #[test]
     fn excludes_by_annotation_after_rendering() {
         let files = [
-            file(
+            ManifestFile::text(
                 "config.yaml",
                 "apiVersion: kots.io/v1beta1\nkind: Config\nmetadata: {name: c}\nspec:\n  groups:\n  - name: g\n    items:\n    - {name: db, type: select_one, default: embedded, items: [{name: embedded}, {name: external}]}\n",
             ),
-            file(
+            ManifestFile::text(
                 "db.yaml",
                 "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: embedded\n  annotations:\n    kots.io/when: '{{repl ConfigOptionEquals \"db\" \"embedded\" }}'\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: external\n  annotations:\n    kots.io/when: '{{repl ConfigOptionEquals \"db\" \"external\" }}'\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: never\n  annotations: {kots.io/exclude: true}\n",
             ),
@@ -425,7 +413,7 @@ mod tests {
 
     #[test]
     fn a_broken_document_is_left_out_and_the_rest_kept() {
-        let files = [file(
+        let files = [ManifestFile::text(
             "x.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n\tname: bad\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\n",
         )];
@@ -436,7 +424,7 @@ mod tests {
 
     #[test]
     fn a_template_error_names_the_file_and_line() {
-        let files = [file(
+        let files = [ManifestFile::text(
             "deploy.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: '{{repl NoSuchFunction }}'\n",
         )];
