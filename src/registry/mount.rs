@@ -2,13 +2,13 @@
 //! another without its bytes moving; when the registry refuses, the upload session its
 //! answer opened is used for the upload (or cancelled).
 
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{StatusCode, Url};
 
 use crate::copy::BlobStream;
 use crate::digest::Digest;
 
 use super::auth;
-use super::error::{Action, RegistryError};
+use super::error::RegistryError;
 use super::push::{empty_body, location};
 use super::Client;
 
@@ -22,19 +22,15 @@ impl Client {
         digest: &Digest,
         from_repository: &str,
     ) -> Result<bool, RegistryError> {
-        match self
-            .try_mount(registry, repository, digest, from_repository)
-            .await?
-        {
-            Mount::Mounted => Ok(true),
-            Mount::Refused(session) => {
-                if let Some(url) = session {
-                    let ep = self.endpoint(registry).await?;
-                    self.cancel_upload(&ep, repository, url).await;
-                }
-                Ok(false)
-            }
+        let mount = self.try_mount(registry, repository, digest, from_repository);
+        let Mount::Refused(session) = mount.await? else {
+            return Ok(true);
+        };
+        if let Some(url) = session {
+            let ep = self.endpoint(registry).await?;
+            self.cancel_upload(&ep, repository, url).await;
         }
+        Ok(false)
     }
 
     /// Mounts a blob from `from_repository`, or when the registry will not (202), uploads it
@@ -48,17 +44,13 @@ impl Client {
         from_repository: &str,
         open: &(dyn Fn() -> BlobStream + Send + Sync),
     ) -> Result<bool, RegistryError> {
-        match self
-            .try_mount(registry, repository, digest, from_repository)
-            .await?
-        {
-            Mount::Mounted => Ok(true),
-            Mount::Refused(session) => {
-                self.put_blob_in(registry, repository, digest, size, open, session)
-                    .await?;
-                Ok(false)
-            }
-        }
+        let mount = self.try_mount(registry, repository, digest, from_repository);
+        let Mount::Refused(session) = mount.await? else {
+            return Ok(true);
+        };
+        self.put_blob_in(registry, repository, digest, size, open, session)
+            .await?;
+        Ok(false)
     }
 
     async fn try_mount(
@@ -69,14 +61,7 @@ impl Client {
         from_repository: &str,
     ) -> Result<Mount, RegistryError> {
         let ep = self.endpoint(registry).await?;
-        let mut call = self.call(
-            &ep,
-            repository,
-            Method::POST,
-            &format!("/v2/{repository}/blobs/uploads/"),
-            Action::Push,
-            format!("blob {digest}"),
-        )?;
+        let mut call = self.upload_call(&ep, repository, format!("blob {digest}"))?;
         call.url
             .query_pairs_mut()
             .append_pair("mount", digest.as_str())

@@ -35,6 +35,24 @@ impl Client {
         }
     }
 
+    /// `POST /v2/<repository>/blobs/uploads/`, what opens an upload session (and asks for a
+    /// mount); `what` names it in messages.
+    pub(super) fn upload_call<'a>(
+        &self,
+        ep: &'a Endpoint,
+        repository: &'a str,
+        what: String,
+    ) -> Result<Call<'a>, RegistryError> {
+        self.call(
+            ep,
+            repository,
+            Method::POST,
+            &format!("/v2/{repository}/blobs/uploads/"),
+            Action::Push,
+            what,
+        )
+    }
+
     /// Uploads a blob: `POST` a session, then one `PUT` streaming `open()`. A failed upload
     /// is retried from a new session with a fresh `open()`.
     pub async fn put_blob(
@@ -62,14 +80,7 @@ impl Client {
     ) -> Result<(), RegistryError> {
         let session = std::sync::Mutex::new(session);
         let ep = self.endpoint(registry).await?;
-        let post = self.call(
-            &ep,
-            repository,
-            Method::POST,
-            &format!("/v2/{repository}/blobs/uploads/"),
-            Action::Push,
-            format!("blob {digest}"),
-        )?;
+        let post = self.upload_call(&ep, repository, format!("blob {digest}"))?;
         let label = format!("upload of {digest} to {}", post.label());
         self.retrier()
             .run(registry, &label, || async {
@@ -179,14 +190,7 @@ impl Client {
     /// Proves `repository` accepts pushes: opens an upload session and cancels it.
     pub async fn check_push(&self, registry: &str, repository: &str) -> Result<(), RegistryError> {
         let ep = self.endpoint(registry).await?;
-        let call = self.call(
-            &ep,
-            repository,
-            Method::POST,
-            &format!("/v2/{repository}/blobs/uploads/"),
-            Action::Push,
-            format!("repository {repository}"),
-        )?;
+        let call = self.upload_call(&ep, repository, format!("repository {repository}"))?;
         let resp = self.send(&call, &empty_body).await?;
         match resp.status() {
             StatusCode::ACCEPTED => {
