@@ -3,9 +3,11 @@
 //!
 //! The crate is cut like go-containerregistry / containers/image: images live in
 //! *transports* ([`registry`], [`archive`], [`layout`]) and one engine ([`copy`]) moves them
-//! between any two. `export`, `import` and `pull` are that engine with different ends; the
-//! KOTS parts are [`upstream`] (where manifests come from), [`discover`] (which images they
-//! need) and [`overlay`] (the app directory that deploys them from the private registry).
+//! between any two; [`manifest`] is what they all speak. `export`, `import` and `pull` are
+//! that engine with different ends; the KOTS parts are [`upstream`] (where manifests come
+//! from), [`discover`] (which images they need) and [`overlay`] (the app directory that
+//! deploys them from the private registry). Dependencies point one way: the engine knows no
+//! transport, and `scripts/module-deps` fails on a cycle between modules.
 
 pub mod appstore;
 pub mod archive;
