@@ -45,10 +45,8 @@ impl Base {
             .find(|b| !b.is_ascii_whitespace())
             .is_some_and(|&b| b == b'{');
         if json {
-            Ok(Base::from_inventory(
-                &Inventory::read(path)?,
-                &std::fs::read(path)?,
-            ))
+            let (inventory, digest) = Inventory::read(path)?;
+            Ok(Base::from_inventory(&inventory, digest))
         } else {
             let reader = ArchiveReader::open(path).with_context(|| {
                 format!(
@@ -61,7 +59,7 @@ impl Base {
         }
     }
 
-    fn from_inventory(inv: &Inventory, bytes: &[u8]) -> Base {
+    fn from_inventory(inv: &Inventory, digest: Digest) -> Base {
         Base {
             against: Against {
                 kind: "inventory".into(),
@@ -69,7 +67,7 @@ impl Base {
                 version: inv.version.clone(),
                 registry: Some(inv.registry.clone()),
                 namespace: inv.namespace.clone(),
-                digest: Digest::of(bytes),
+                digest,
             },
             have: inv
                 .blobs

@@ -76,19 +76,24 @@ pub enum InventoryError {
 }
 
 impl Inventory {
-    /// Reads and checks an inventory file: its format, caps, and repository names.
-    pub fn read(path: &Path) -> Result<Inventory, InventoryError> {
+    /// Reads and checks an inventory file: its format, caps, and repository names; with the
+    /// sha256 of the bytes read (once: a file that grows or changes meanwhile cannot slip
+    /// past the cap or give another digest than what was parsed).
+    pub fn read(path: &Path) -> Result<(Inventory, Digest), InventoryError> {
+        use std::io::Read;
         let bad = |why: String| InventoryError::Unreadable {
             path: path.display().to_string(),
             why,
         };
-        let len = std::fs::metadata(path)
-            .map_err(|e| bad(e.to_string()))?
-            .len();
-        if len > MAX_FILE {
-            return Err(bad(format!("{len} bytes is too large for an inventory")));
+        let mut data = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut data))
+            .map_err(|e| bad(e.to_string()))?;
+        if data.len() as u64 > MAX_FILE {
+            return Err(bad(format!(
+                "more than {MAX_FILE} bytes is too large for an inventory"
+            )));
         }
-        let data = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let value: serde_json::Value =
             serde_json::from_slice(&data).map_err(|e| bad(format!("not JSON: {e}")))?;
         let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
@@ -113,7 +118,7 @@ impl Inventory {
             crate::rewrite::validate_namespace(r)
                 .map_err(|e| bad(format!("repository {:?}: {e}", crate::names::escaped(r))))?;
         }
-        Ok(inv)
+        Ok((inv, Digest::of(&data)))
     }
 
     /// Total bytes of the blobs held.

@@ -265,17 +265,27 @@ pub(crate) async fn fetch(
         ));
     }
     let policy = reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() > MAX_REDIRECTS {
-            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-        } else if attempt.url().scheme() != "https" && !is_loopback_http(attempt.url().as_str()) {
-            let why = format!("redirected to {}, which is not https", attempt.url());
-            attempt.error(why)
-        } else {
-            attempt.follow()
+        match redirect_refusal(attempt.url(), attempt.previous()) {
+            Some(why) => attempt.error(why),
+            None => attempt.follow(),
         }
     });
+    // A vendor API or CDN that stops answering must not hang an export: the same limits
+    // (and variables) as for registries.
+    let secs = |var: &str, default: u64| {
+        std::time::Duration::from_secs(
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|&s: &u64| s > 0)
+                .unwrap_or(default),
+        )
+    };
+    let idle = secs("KOTS_BUNDLE_IDLE_TIMEOUT", 60);
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("kots-bundle/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(secs("KOTS_BUNDLE_CONNECT_TIMEOUT", 30))
+        .read_timeout(idle)
         .redirect(policy);
     if let Some(ca) = &opts.ca_file {
         let pem = std::fs::read(ca)
@@ -293,8 +303,20 @@ pub(crate) async fn fetch(
         Some((_, pass)) if !pass.is_empty() => s.replace(pass, "***"),
         _ => s,
     };
+    let stalled = |e: &reqwest::Error| {
+        let why = hide(describe_reqwest(e));
+        if e.is_timeout() {
+            format!(
+                "{why}: no answer for {} s; if the link is this slow, raise \
+                 KOTS_BUNDLE_IDLE_TIMEOUT (seconds)",
+                idle.as_secs()
+            )
+        } else {
+            why
+        }
+    };
     let resp = req.send().await.map_err(|e| {
-        let why = hide(describe_reqwest(&e));
+        let why = stalled(&e);
         if why.contains("certificate") {
             err(format!(
                 "{why}; if the server's certificate is from a private CA, pass --upstream-ca FILE"
@@ -307,7 +329,16 @@ pub(crate) async fn fetch(
     if !status.is_success() {
         // KOTS shows the vendor's body as the error: it says what to do (an expired
         // license, a version not on the channel).
-        let body = resp.bytes().await.unwrap_or_default();
+        // Only the start is read: a body that never ends must not hold the refusal.
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        use futures_util::StreamExt;
+        while let Some(Ok(chunk)) = stream.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= MAX_ERROR_BODY {
+                break;
+            }
+        }
         let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY)]);
         let text = hide(text.trim().to_string());
         return Err(err(if text.is_empty() {
@@ -321,7 +352,7 @@ pub(crate) async fn fetch(
     let mut stream = resp.bytes_stream();
     use futures_util::StreamExt;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| err(hide(describe_reqwest(&e))))?;
+        let chunk = chunk.map_err(|e| err(stalled(&e)))?;
         body.extend_from_slice(&chunk);
         if body.len() as u64 > MAX_UPSTREAM_BYTES {
             return Err(err(format!("larger than {MAX_UPSTREAM_BYTES} bytes")));
@@ -366,6 +397,23 @@ pub fn redact(source: &str) -> String {
 }
 
 /// `http://localhost...`, `http://127.0.0.1...`, `http://[::1]...`: test doubles and local mirrors.
+/// Why a redirect to `next` is not followed, after `previous` (the first request first):
+/// too many, or plain http off loopback, or plain http after https (a downgrade, even to
+/// loopback: what was private on the way out must stay so).
+fn redirect_refusal(next: &url::Url, previous: &[url::Url]) -> Option<String> {
+    if previous.len() > MAX_REDIRECTS {
+        return Some(format!("more than {MAX_REDIRECTS} redirects"));
+    }
+    if next.scheme() == "https" {
+        return None;
+    }
+    let downgrade = previous.iter().any(|u| u.scheme() == "https");
+    if downgrade || !is_loopback_http(next.as_str()) {
+        return Some(format!("redirected to {next}, which is not https"));
+    }
+    None
+}
+
 fn is_loopback_http(url: &str) -> bool {
     let Ok(u) = url::Url::parse(url) else {
         return false;
@@ -652,6 +700,23 @@ pub fn app_identity(files: &[ManifestFile]) -> (Option<String>, Option<String>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_never_downgrades_to_plain_http() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let https = [u("https://replicated.app/release/myapp")];
+        assert!(redirect_refusal(&u("https://cdn.example.com/x"), &https).is_none());
+        // Off loopback, and from https even to loopback.
+        assert!(redirect_refusal(&u("http://cdn.example.com/x"), &https).is_some());
+        assert!(redirect_refusal(&u("http://127.0.0.1:8080/x"), &https).is_some());
+        // A loopback double over plain http may move to another loopback port.
+        let local = [u("http://127.0.0.1:1/release/myapp")];
+        assert!(redirect_refusal(&u("http://127.0.0.1:2/x"), &local).is_none());
+        let many = vec![u("https://replicated.app/"); MAX_REDIRECTS + 1];
+        assert!(redirect_refusal(&u("https://replicated.app/"), &many)
+            .unwrap()
+            .contains("more than 10 redirects"));
+    }
 
     #[test]
     fn credentials_are_split_off_and_redacted() {

@@ -288,7 +288,11 @@ fn update_against_an_inventory_carries_only_new_blobs_and_imports_complete_image
         .output()
         .unwrap();
     assert!(!served.status.success());
-    assert!(String::from_utf8_lossy(&served.stderr).contains("differential"));
+    let refused = String::from_utf8_lossy(&served.stderr);
+    assert!(
+        refused.contains("so it cannot be served as a registry; serve the complete archive, or import this one into the registry that holds the rest"),
+        "{refused}"
+    );
 
     // Import: c:v1 goes to a new repository, which lacks the base layer: mounted from one
     // that has it. Every pushed image is complete: skopeo copies each back out.
@@ -297,7 +301,9 @@ fn update_against_an_inventory_carries_only_new_blobs_and_imports_complete_image
     ok(out, "import v2");
     // c's repository lacked the base layer: mounted.
     assert!(
-        err.contains("mounted 1 blob(s) the differential archive leaves out"),
+        err.contains(
+            "mounted 1 blob(s) the differential archive leaves out from other repositories of the registry"
+        ),
         "{err}"
     );
     for image in ["b:v2", "c:v1", "multi:1"] {

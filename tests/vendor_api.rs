@@ -396,3 +396,85 @@ fn redirects_keep_the_license_on_its_origin_stop_at_ten_and_never_go_to_plain_ht
     assert!(!err.contains(LICENSE_ID), "{err}");
     assert_eq!(vendor.seen().len(), 1);
 }
+
+/// Runs `cmd`, killing it after `secs`: `None` when it had to be killed (it hung).
+fn output_within(mut cmd: std::process::Command, secs: u64) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+/// A loopback "vendor API" that reads each request, then does `answer` with the socket.
+fn raw_vendor(answer: fn(&mut std::net::TcpStream)) -> String {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                answer(&mut s);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_refusal_with_an_endless_body_or_a_silent_vendor_is_given_up_on() {
+    let work = tempfile::tempdir().unwrap();
+    let run = |endpoint: &str| {
+        let license = license_file(work.path(), "kots.io/v1beta1", endpoint, 3);
+        let mut cmd = bin();
+        cmd.env("REPLICATED_APP_ENDPOINT", endpoint)
+            .env("KOTS_BUNDLE_IDLE_TIMEOUT", "2")
+            .args(["template", "replicated://myapp", "--license-file"])
+            .arg(&license);
+        output_within(cmd, 30)
+    };
+    // A refusal whose body never ends (a steady trickle, never idle): the message is read,
+    // not the whole body.
+    let endless = raw_vendor(|s| {
+        use std::io::Write;
+        let _ = s.write_all(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 1000000000\r\n\r\nLicense expired. ",
+        );
+        loop {
+            if s.write_all(&[b'x'; 1024]).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    let out = run(&endless).expect("an endless refusal body hung the download");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("403") && err.contains("License expired."),
+        "{err}"
+    );
+    assert!(!err.contains(LICENSE_ID), "{err}");
+    // A vendor that takes the request and never answers: given up on after the idle timeout.
+    let silent = raw_vendor(|_| std::thread::sleep(std::time::Duration::from_secs(120)));
+    let out = run(&silent).expect("a silent vendor API hung the download");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("KOTS_BUNDLE_IDLE_TIMEOUT"), "{err}");
+}

@@ -159,7 +159,8 @@ pub fn run(args: &ImportArgs, quiet: bool) -> anyhow::Result<i32> {
         );
         if summary.omitted_mounted > 0 {
             eprintln!(
-                "mounted {} blob(s) the differential archive leaves out from other repositories                  of the registry",
+                "mounted {} blob(s) the differential archive leaves out from other repositories \
+                 of the registry",
                 summary.omitted_mounted
             );
         }

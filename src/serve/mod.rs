@@ -63,7 +63,9 @@ impl Server {
         // It could not answer for the blobs it leaves out: clients would get 404 mid-pull.
         if let Some(d) = &reader.metadata().differential {
             anyhow::bail!(
-                "{} is a differential archive (made against {}): it leaves out {} blobs, so it                  cannot be served as a registry; serve the complete archive, or import this                  one into the registry that holds the rest",
+                "{} is a differential archive (made against {}): it leaves out {} blobs, so it \
+                 cannot be served as a registry; serve the complete archive, or import this \
+                 one into the registry that holds the rest",
                 opts.archive.display(),
                 d.against.describe(),
                 d.omitted.len()

@@ -268,8 +268,19 @@ async fn get(
         })
 }
 
+/// Most bytes of a pending-releases answer read: its required releases go into the archive
+/// metadata, which readers refuse past 64 MiB (a channel of thousands of releases is well
+/// under 1 MiB).
+const MAX_PENDING: usize = 8 << 20;
+
 /// The required releases of a `GET /release/APP/pending` answer.
 fn required_in(pending_json: &[u8]) -> Result<Vec<RequiredRelease>, String> {
+    if pending_json.len() > MAX_PENDING {
+        return Err(format!(
+            "the vendor API's pending releases are {} bytes, more than {MAX_PENDING}",
+            pending_json.len()
+        ));
+    }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Pending {
@@ -428,5 +439,16 @@ mod tests {
         assert!(check_update(&at(2, "c"), &at(3, "c"), &required).is_ok());
         assert!(check_update(&at(2, "c"), &at(6, "other"), &required).is_ok());
         assert!(required_in(b"<html>").is_err());
+    }
+
+    #[test]
+    fn a_pending_answer_too_large_for_the_metadata_is_refused() {
+        let entry = format!(
+            r#"{{"channelSequence":1,"versionLabel":"{}","isRequired":true}}"#,
+            "x".repeat(1 << 20)
+        );
+        let list = format!(r#"{{"channelReleases":[{}]}}"#, vec![entry; 9].join(","));
+        let e = required_in(list.as_bytes()).unwrap_err();
+        assert!(e.contains("more than"), "{e}");
     }
 }
