@@ -281,23 +281,9 @@ fn update_keeps_operator_edits_and_pushes_only_the_new_image() {
 #[test]
 fn a_relative_app_directory_is_written_and_checked_where_the_operator_is() {
     let w = world();
-    let out = output_with_stdin(
-        bin()
-            .current_dir(w.work.path())
-            .arg("import")
-            .arg(&w.archive)
-            .args([
-                "--registry-endpoint",
-                &w.dest.addr,
-                "--image-namespace",
-                "myapp",
-            ])
-            .args(["--registry-username", USER, "--registry-password-stdin"])
-            .arg("--registry-ca")
-            .arg(w.dest.ca_pem.as_ref().expect("TLS registry"))
-            .args(["--dest", "app"]),
-        &format!("{PASS}\n"),
-    );
+    let mut cmd = bin();
+    cmd.current_dir(w.work.path());
+    let out = import_with(cmd, &w.dest, &w.archive, Path::new("app"), PASS, &[]);
     assert!(
         out.status.success(),
         "{}",
