@@ -10,6 +10,7 @@
 //! - with `--compression none` it is a plain tar that `skopeo copy oci-archive:` reads;
 //!   the index is rebuilt by walking tar headers.
 
+mod dest;
 mod differential;
 mod reader;
 mod signature;
@@ -18,10 +19,11 @@ mod transport;
 mod volumes;
 mod writer;
 
+pub use dest::ArchiveDest;
 pub use differential::{Against, Differential, OmittedBlob, DIFFERENTIAL_FORMAT};
 pub use reader::{ArchiveReader, Entry, VerifySummary};
 pub use signature::{signer, PublicKey, SignatureBlock, SigningKey, Statement};
-pub use transport::{reader_stream, ArchiveDest, ArchiveSource};
+pub use transport::{reader_stream, ArchiveSource};
 pub use volumes::{
     split_volume_name, volume_path, VolumeCheck, Volumes, MAX_VOLUMES, MIN_VOLUME_SIZE,
 };
