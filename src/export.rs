@@ -48,7 +48,8 @@ pub struct ExportSummary {
     pub omitted_bytes: u64,
 }
 
-/// Resolves every image from its registry (manifests only), a few at a time.
+/// Resolves every image from its registry (manifests and configs: small reads, so as many
+/// at once as small requests may be, see [`copy::lookups`]).
 pub async fn resolve_all(
     source: &RegistrySource,
     images: &[Reference],
@@ -57,7 +58,7 @@ pub async fn resolve_all(
 ) -> Result<Vec<ResolvedImage>, CopyError> {
     stream::iter(images)
         .map(|r| copy::resolve(source, r, platforms))
-        .buffered(concurrency.max(1))
+        .buffered(copy::lookups(concurrency))
         .try_collect()
         .await
 }
@@ -70,7 +71,7 @@ pub async fn with_attached(
     mut images: Vec<ResolvedImage>,
     concurrency: usize,
 ) -> Result<Vec<ResolvedImage>, CopyError> {
-    let found = crate::attached::find(client, &images, concurrency).await;
+    let found = crate::attached::find(client, &images, copy::lookups(concurrency)).await;
     // One that cannot be read is skipped: attachments never fail an export or pull.
     let resolved: Vec<ResolvedImage> = stream::iter(&found)
         .map(|r| async move {
@@ -79,7 +80,7 @@ pub async fn with_attached(
                 .inspect_err(|e| tracing::warn!("{r}: not carried: {e}"))
                 .ok()
         })
-        .buffered(concurrency.max(1))
+        .buffered(copy::lookups(concurrency))
         .filter_map(|r| async move { r })
         .collect()
         .await;
