@@ -22,7 +22,7 @@ impl Client {
     /// Reads `reference` (a tag or digest, for messages) through mirrors: each location in
     /// order until one answers; `accept` says whether an answer is final (a mirror's "not
     /// found" moves on to the next location).
-    async fn read_through<T, F, Fut>(
+    pub(super) async fn read_through<T, F, Fut>(
         &self,
         registry: &str,
         repository: &str,

@@ -3,9 +3,10 @@
 //!
 //! Split by operation like go-containerregistry's `remote`: [`ping`] (finding the registry,
 //! its scheme and auth), [`fetch`] (manifests and blobs read, through mirrors), [`push`]
-//! (uploads, manifests), [`mount`] (cross-repository mounts), all sent by [`request`] (one
-//! request: auth, redirects, retries, the error for an answer). This file holds the client
-//! itself: options, the per-host HTTP clients and what is learned about each registry.
+//! (uploads, manifests), [`mount`] (cross-repository mounts), [`referrers`] (the OCI 1.1
+//! referrers API), all sent by [`request`] (one request: auth, redirects, retries, the error
+//! for an answer). This file holds the client itself: options, the per-host HTTP clients and
+//! what is learned about each registry.
 //!
 //! Each HTTP concern has its own file, like go-containerregistry's `remote/transport`:
 //! [`scheme`] (HTTPS, or plain HTTP on loopback), [`auth`] (challenges, Basic, Bearer
@@ -17,6 +18,7 @@
 //! verified, resumable blob reads) and [`transport`] (the registry as a copy-engine source
 //! and destination).
 
+pub mod referrers;
 pub mod transport;
 
 mod auth;
