@@ -5,11 +5,23 @@
 //! the image). They are found by a HEAD each at export and pull, copied as images of their
 //! own (same repository, same digests), and pushed with the app's images, so the same
 //! lookups find them in the private registry. They are never rewritten into the app.
+//!
+//! Registries with the referrers API keep no referrers tag: what the API lists is carried
+//! as that tag's index all the same (merged with the tag's own index when there is one),
+//! since the private registry may lack the API and the tag schema is what every client
+//! falls back to.
 
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 
-use crate::copy::ResolvedImage;
+use crate::copy::{BlobStream, CopyError, ImageSource, ResolvedImage};
+use crate::digest::Digest;
+use crate::manifest::{is_image_manifest, Descriptor, Manifest, OCI_INDEX};
 use crate::reference::Reference;
+use crate::registry::referrers::{parse_index, Referrer};
 use crate::registry::Client;
 use crate::rewrite::ImageRewrite;
 
@@ -86,9 +98,220 @@ pub async fn find(client: &Client, images: &[ResolvedImage], concurrency: usize)
     found
 }
 
+/// What the referrers API lists for each app image's top manifest, by the image's
+/// referrers tag (`REPO:sha256-<hex>`); only images with at least one referrer. A registry
+/// without the API is said at debug level, a lookup that fails (a malformed answer, too
+/// many referrers) at warn level: referrers never fail an export.
+pub async fn ask_referrers(
+    client: &Client,
+    images: &[ResolvedImage],
+    concurrency: usize,
+) -> Vec<(Reference, Vec<Referrer>)> {
+    let asks: Vec<(&ResolvedImage, Reference)> = images
+        .iter()
+        .filter(|i| !is_attached(&i.source))
+        .map(|i| {
+            let tag = tag_for(i.top.digest.as_str(), "");
+            (i, i.source.with_tag_digest(Some(&tag), None))
+        })
+        .collect();
+    stream::iter(asks)
+        .map(|(i, tag)| async move {
+            let (r, digest) = (&i.source, &i.top.digest);
+            match client.referrers(r.registry(), r.repository(), digest).await {
+                Ok(Some(list)) if !list.is_empty() => Some((tag, list)),
+                Ok(Some(_)) => None,
+                Ok(None) => {
+                    tracing::debug!(image = %r, "no referrers API at the registry");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!("{r}: referrers not carried (referrers API): {e}");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await
+}
+
+/// The referrers tags to carry (`found`, and those only the API knows of), and the index
+/// to carry for each tag the API added to: the API's entries, then those of the tag's own
+/// index at the source. A tag whose own index already lists everything is carried as it is.
+pub async fn with_api_referrers(
+    source: &dyn ImageSource,
+    mut found: Vec<Reference>,
+    by_api: Vec<(Reference, Vec<Referrer>)>,
+) -> (Vec<Reference>, HashMap<String, Manifest>) {
+    let mut indexes = HashMap::new();
+    for (tag, api) in by_api {
+        let has_tag = found.contains(&tag);
+        let own = if has_tag {
+            source
+                .manifest(&tag, tag.manifest_reference())
+                .await
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        "{tag}: not read, the referrers API's list is carried alone: {e}"
+                    )
+                })
+                .ok()
+        } else {
+            None
+        };
+        if let Some(index) = merged_index(&tag, api, own.as_ref()) {
+            indexes.insert(tag.to_string(), index);
+            if !has_tag {
+                found.push(tag);
+            }
+        }
+    }
+    found.sort_by_key(|r| r.to_string());
+    found.dedup();
+    (found, indexes)
+}
+
+/// The referrers index for `tag`: `api`'s entries then those of `own` (the tag's index at
+/// the source) not already listed, image manifests only (the copy engine carries no nested
+/// index or other artifact kinds). `None` when `own` lists everything already (it is
+/// carried byte for byte) or nothing is left to carry.
+fn merged_index(tag: &Reference, api: Vec<Referrer>, own: Option<&Manifest>) -> Option<Manifest> {
+    let own_entries = own.and_then(|m| {
+        parse_index(Some(&m.media_type), &m.bytes)
+            .inspect_err(|e| tracing::warn!("{tag}: {e}; only the referrers API's list is carried"))
+            .ok()
+    });
+    let listed: HashSet<Digest> = own_entries
+        .iter()
+        .flatten()
+        .map(|r| r.digest.clone())
+        .collect();
+    if own_entries.is_some() && api.iter().all(|r| listed.contains(&r.digest)) {
+        return None;
+    }
+    let mut seen = HashSet::new();
+    let kept: Vec<Referrer> = api
+        .into_iter()
+        .chain(own_entries.into_iter().flatten())
+        .filter(|r| seen.insert(r.digest.clone()))
+        .filter(|r| {
+            let ok = is_image_manifest(&r.media_type);
+            if !ok {
+                tracing::warn!(
+                    "{tag}: referrer {} not carried: it is a {}, and only image manifests are",
+                    r.digest,
+                    r.media_type
+                );
+            }
+            ok
+        })
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    let entries: Vec<&str> = kept.iter().map(|r| r.json.get()).collect();
+    let bytes = Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+        entries.join(",")
+    ));
+    Some(Manifest {
+        digest: Digest::of(&bytes),
+        bytes,
+        media_type: OCI_INDEX.to_string(),
+    })
+}
+
+/// A source whose referrers tags answer with the indexes [`with_api_referrers`] made;
+/// everything else (the referrers' own manifests, every blob) comes from `inner`.
+pub struct WithIndexes<'a> {
+    inner: &'a dyn ImageSource,
+    indexes: HashMap<String, Manifest>,
+}
+
+impl<'a> WithIndexes<'a> {
+    pub fn new(inner: &'a dyn ImageSource, indexes: HashMap<String, Manifest>) -> Self {
+        WithIndexes { inner, indexes }
+    }
+}
+
+#[async_trait]
+impl ImageSource for WithIndexes<'_> {
+    async fn manifest(&self, image: &Reference, reference: &str) -> Result<Manifest, CopyError> {
+        match self.indexes.get(&image.to_string()) {
+            Some(m) if image.tag() == Some(reference) => Ok(m.clone()),
+            _ => self.inner.manifest(image, reference).await,
+        }
+    }
+
+    fn blob(&self, image: &Reference, desc: &Descriptor) -> BlobStream {
+        self.inner.blob(image, desc)
+    }
+
+    fn blob_part(
+        &self,
+        image: &Reference,
+        desc: &Descriptor,
+        offset: u64,
+        len: u64,
+    ) -> Option<BlobStream> {
+        self.inner.blob_part(image, desc, offset, len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::OCI_MANIFEST as OCI_MANIFEST_TYPE;
+
+    fn entry(hex: char, media_type: &str) -> String {
+        format!(
+            r#"{{"mediaType":"{media_type}","digest":"sha256:{}","size":7,"artifactType":"application/spdx+json"}}"#,
+            hex.to_string().repeat(64)
+        )
+    }
+
+    fn referrers(entries: &[&str]) -> Vec<Referrer> {
+        let body = format!(r#"{{"manifests":[{}]}}"#, entries.join(","));
+        parse_index(None, body.as_bytes()).unwrap()
+    }
+
+    fn index(entries: &[&str]) -> Manifest {
+        let bytes = Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+            entries.join(",")
+        ));
+        Manifest {
+            digest: Digest::of(&bytes),
+            bytes,
+            media_type: OCI_INDEX.into(),
+        }
+    }
+
+    #[test]
+    fn the_api_list_is_merged_with_the_tag_index_api_first() {
+        let tag = Reference::parse(&format!("quay.io/o/a:sha256-{}", "f".repeat(64))).unwrap();
+        let (a, b, c) = (
+            entry('a', OCI_MANIFEST_TYPE),
+            entry('b', OCI_MANIFEST_TYPE),
+            entry('c', OCI_MANIFEST_TYPE),
+        );
+        // The API alone: its entries, as written, in its order.
+        let got = merged_index(&tag, referrers(&[&b, &a]), None).unwrap();
+        assert_eq!(got.bytes, index(&[&b, &a]).bytes);
+        // With the tag's own index: the API's first, then what only the tag lists.
+        let own = index(&[&c, &a]);
+        let got = merged_index(&tag, referrers(&[&b, &a]), Some(&own)).unwrap();
+        assert_eq!(got.bytes, index(&[&b, &a, &c]).bytes);
+        // Nothing new: the tag's own index is carried as it is.
+        assert!(merged_index(&tag, referrers(&[&a]), Some(&own)).is_none());
+        // What the copy engine cannot carry is left out, and nothing left is nothing.
+        let nested = entry('d', OCI_INDEX);
+        let got = merged_index(&tag, referrers(&[&nested, &a]), None).unwrap();
+        assert_eq!(got.bytes, index(&[&a]).bytes);
+        assert!(merged_index(&tag, referrers(&[&nested]), None).is_none());
+    }
 
     #[test]
     fn attached_tags_are_told_from_app_tags() {

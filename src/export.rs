@@ -11,6 +11,7 @@ use std::sync::Arc;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
 use crate::archive::{self, App, ArchiveDest, Compression, ZstdOptions};
+use crate::attached;
 use crate::copy::{self, CopyError, CopyJob, ImageSource, ResolvedImage};
 use crate::digest::Digest;
 use crate::progress::{human_bytes, Progress};
@@ -64,14 +65,23 @@ pub async fn resolve_all(
 }
 
 /// `images` and what their registries hold attached to them (signatures, attestations,
-/// SBOMs, referrers), resolved whole: an attachment is never filtered by platform.
+/// SBOMs, referrers: by tag, and by the referrers API), resolved whole: an attachment is
+/// never filtered by platform (children without a platform are kept).
 pub async fn with_attached(
     source: &RegistrySource,
     client: &Client,
     mut images: Vec<ResolvedImage>,
     concurrency: usize,
 ) -> Result<Vec<ResolvedImage>, CopyError> {
-    let found = crate::attached::find(client, &images, copy::lookups(concurrency)).await;
+    let lookups = copy::lookups(concurrency);
+    let (found, by_api) = futures_util::join!(
+        attached::find(client, &images, lookups),
+        attached::ask_referrers(client, &images, lookups)
+    );
+    let (found, indexes) = attached::with_api_referrers(source, found, by_api).await;
+    // The referrers tags the API added to answer with their new index; the rest (every
+    // referrer manifest, by digest) is read from the registry.
+    let source = &attached::WithIndexes::new(source, indexes);
     // One that cannot be read is skipped: attachments never fail an export or pull.
     let resolved: Vec<ResolvedImage> = stream::iter(&found)
         .map(|r| async move {
