@@ -2,8 +2,8 @@
 //! request to the registry unless a rule says to answer 5xx, 429 with `Retry-After`, to cut
 //! the response after some bytes (a connection reset mid-blob), to stall first, to trickle
 //! the response a byte at a time, to take an upload slowly, to answer with a huge body, to
-//! cut or corrupt a response body. With a [`BearerGate`] it also stands in for a registry
-//! that asks for Bearer tokens.
+//! cut or corrupt a response body, or to answer in the registry's place. With a
+//! [`BearerGate`] it also stands in for a registry that asks for Bearer tokens.
 //!
 //! Each proxied connection carries one request (`Connection: close` is forced), so every
 //! request gets its own decision.
@@ -47,6 +47,9 @@ pub enum Fault {
     CutBody(usize),
     /// Forward with one byte in the middle of the response body flipped.
     Corrupt,
+    /// Answer this status with these headers and this body instead of forwarding (an API
+    /// the registry behind lacks, e.g. referrers).
+    Reply(u16, Vec<(String, String)>, Vec<u8>),
 }
 
 /// A rule: the first `times` requests whose `METHOD target` contains `matching` (empty:
@@ -336,6 +339,21 @@ fn handle(
                 "Content-Type: application/json\r\n",
                 body,
             )
+        }
+        Some(Fault::Reply(code, extra, body)) => {
+            let _ = std::io::copy(&mut (&mut client).take(length as u64), &mut std::io::sink());
+            let mut head = format!(
+                "HTTP/1.1 {code} Injected\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in &extra {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = client.write_all(head.as_bytes());
+            let _ = client.write_all(&body);
+            let _ = client.shutdown(Shutdown::Both);
+            return;
         }
         Some(Fault::TooMany(secs)) => {
             return answer(
