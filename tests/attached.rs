@@ -11,9 +11,9 @@ mod common;
 
 use std::process::Command;
 
-use common::app::{app_dir, bin, export_cmd, import_cmd, ok, Source};
+use common::app::{app_dir, app_dir_using, bin, export_cmd, import_cmd, ok, Source};
 use common::faulty::{Fault, FaultyProxy};
-use common::synth::sha256;
+use common::synth::{sha256, ImageSpec};
 use common::{raw_http, raw_http_location, TestRegistry};
 
 const NS: &str = "signed";
@@ -375,10 +375,13 @@ fn referrers_pages_are_followed_and_merged_with_the_referrers_tag() {
 
 #[test]
 fn a_bad_referrers_answer_carries_nothing_and_says_why() {
-    let src = Source::start(Source::default_specs());
+    let mut specs = Source::default_specs();
+    specs.push(ImageSpec::new("c:v1", 4));
+    let src = Source::start(specs);
     let sbom = push_sbom(&src, br#"{"spdxVersion":"SPDX-2.3","name":"junk"}"#);
     let good = index_of(&[sbom_entry(&sbom)]);
-    // b: not JSON; a: an index with the wrong Content-Type; multi: over the size limit.
+    // b: not JSON; a: an index with the wrong Content-Type; multi: over the size limit;
+    // c: a next page on another host (where the registry's credentials must not go).
     let proxy = referrers_api(&src, move |repo, _| match repo {
         "b" => Some(index_reply("<html>oops</html>".into(), &[])),
         "a" => Some(Fault::Reply(
@@ -387,9 +390,16 @@ fn a_bad_referrers_answer_carries_nothing_and_says_why() {
             good.clone().into_bytes(),
         )),
         "multi" => Some(Fault::Huge(200, 5 * 1024 * 1024, true)),
+        "c" => Some(index_reply(
+            good.clone(),
+            &[(
+                "Link",
+                "<http://localhost:9/v2/x/referrers/y?n=1>; rel=\"next\"",
+            )],
+        )),
         _ => None,
     });
-    let app = app_dir(&src);
+    let app = app_dir_using(&src, &["multi:1", "b:v1", "c:v1"]);
     let work = tempfile::tempdir().unwrap();
     let archive = work.path().join("junk.airgap");
     let stderr = export_through(&proxy, app.path(), &archive);
@@ -399,6 +409,7 @@ fn a_bad_referrers_answer_carries_nothing_and_says_why() {
         ("quay.io/org/b", "not an OCI image index"),
         ("quay.io/org/a", "\"text/html\", not an OCI image index"),
         ("quay.io/org/multi", "larger than 4194304 bytes"),
+        ("quay.io/org/c", "the next page is on another origin"),
     ] {
         // A warning, with each location's answer on lines of its own.
         assert!(
@@ -408,4 +419,10 @@ fn a_bad_referrers_answer_carries_nothing_and_says_why() {
             "{repo}: {why}:\n{stderr}"
         );
     }
+    let asked_c = proxy
+        .log()
+        .iter()
+        .filter(|l| l.contains("/c/referrers/"))
+        .count();
+    assert_eq!(asked_c, 1, "{:?}", proxy.log());
 }
