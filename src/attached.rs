@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 
-use crate::copy::{BlobStream, CopyError, ImageSource, ResolvedImage};
+use crate::copy::{BlobStream, CopyError, ImageSource};
 use crate::digest::Digest;
 use crate::manifest::{is_image_manifest, Descriptor, Manifest, OCI_INDEX};
 use crate::reference::Reference;
@@ -58,68 +58,81 @@ pub fn app_rewrites(rewrites: &[ImageRewrite]) -> Vec<ImageRewrite> {
         .collect()
 }
 
-/// The attached artifacts the source holds for `images` (their top-level manifests; a
-/// signature of a platform manifest is not looked for), each as a tag reference. Each is
-/// asked of the first location that answers (the mirror, when one is configured: an image
-/// the mirror lacks and upstream serves has its attachments looked for in the mirror only).
-/// A lookup that fails is said at debug level and skipped: attachments never fail an export.
-pub async fn find(client: &Client, images: &[ResolvedImage], concurrency: usize) -> Vec<Reference> {
-    let asks: Vec<Reference> = images
-        .iter()
-        .filter(|i| !is_attached(&i.source))
-        .flat_map(|i| {
-            let digest = i.top.digest.to_string();
-            SUFFIXES
+/// What is attached to each image as it arrives on `images` (its reference and top-level
+/// manifest digest; a signature of a platform manifest is not looked for), looked up while
+/// later images still resolve, `concurrency` requests at once: the tags found by HEAD, and
+/// what the referrers API lists, by referrers tag (`REPO:sha256-<hex>`; images with at
+/// least one referrer only). Each is asked of the first location that answers (the mirror,
+/// when one is configured: an image the mirror lacks and upstream serves has its
+/// attachments looked for in the mirror only). Attachments never fail an export: a HEAD
+/// that fails is said at debug level, as is a registry without the referrers API; an API
+/// lookup that fails (a malformed answer, too many referrers) at warn level.
+pub async fn look_up(
+    client: &Client,
+    images: impl futures_util::Stream<Item = (Reference, Digest)>,
+    concurrency: usize,
+) -> (Vec<Reference>, Vec<(Reference, Vec<Referrer>)>) {
+    let asks = images
+        .filter(|(image, _)| std::future::ready(!is_attached(image)))
+        .flat_map(|(image, digest)| {
+            let tags = SUFFIXES
                 .iter()
-                .map(move |s| i.source.with_tag_digest(Some(&tag_for(&digest, s)), None))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut found: Vec<Reference> = stream::iter(asks)
-        .map(|r| async move {
-            match client
+                .map(|s| Ask::Tag(image.with_tag_digest(Some(&tag_for(digest.as_str(), s)), None)));
+            let api = Ask::Api(image.clone(), digest.clone());
+            stream::iter(tags.chain([api]).collect::<Vec<_>>())
+        });
+    let answers: Vec<Found> = asks
+        .map(|ask| ask.run(client))
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await;
+    let (mut tags, mut by_api) = (Vec::new(), Vec::new());
+    for a in answers {
+        match a {
+            Found::Tag(r) => tags.push(r),
+            Found::Api(tag, list) => by_api.push((tag, list)),
+        }
+    }
+    tags.sort_by_key(|r| r.to_string());
+    tags.dedup();
+    by_api.sort_by_key(|(r, _)| r.to_string());
+    (tags, by_api)
+}
+
+/// One lookup: a tag by HEAD, or an image's referrers by the API.
+enum Ask {
+    Tag(Reference),
+    Api(Reference, Digest),
+}
+
+enum Found {
+    Tag(Reference),
+    Api(Reference, Vec<Referrer>),
+}
+
+impl Ask {
+    async fn run(self, client: &Client) -> Option<Found> {
+        match self {
+            Ask::Tag(r) => match client
                 .head_manifest_first_answer(r.registry(), r.repository(), r.manifest_reference())
                 .await
             {
-                Ok(Some(_)) => Some(r),
+                Ok(Some(_)) => Some(Found::Tag(r)),
                 Ok(None) => None,
                 Err(e) => {
                     tracing::debug!(artifact = %r, "not looked up: {e}");
                     None
                 }
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .filter_map(|r| async move { r })
-        .collect()
-        .await;
-    found.sort_by_key(|r| r.to_string());
-    found.dedup();
-    found
-}
-
-/// What the referrers API lists for each app image's top manifest, by the image's
-/// referrers tag (`REPO:sha256-<hex>`); only images with at least one referrer. A registry
-/// without the API is said at debug level, a lookup that fails (a malformed answer, too
-/// many referrers) at warn level: referrers never fail an export.
-pub async fn ask_referrers(
-    client: &Client,
-    images: &[ResolvedImage],
-    concurrency: usize,
-) -> Vec<(Reference, Vec<Referrer>)> {
-    let asks: Vec<(&ResolvedImage, Reference)> = images
-        .iter()
-        .filter(|i| !is_attached(&i.source))
-        .map(|i| {
-            let tag = tag_for(i.top.digest.as_str(), "");
-            (i, i.source.with_tag_digest(Some(&tag), None))
-        })
-        .collect();
-    stream::iter(asks)
-        .map(|(i, tag)| async move {
-            let (r, digest) = (&i.source, &i.top.digest);
-            match client.referrers(r.registry(), r.repository(), digest).await {
-                Ok(Some(list)) if !list.is_empty() => Some((tag, list)),
+            },
+            Ask::Api(r, digest) => match client
+                .referrers(r.registry(), r.repository(), &digest)
+                .await
+            {
+                Ok(Some(list)) if !list.is_empty() => {
+                    let tag = r.with_tag_digest(Some(&tag_for(digest.as_str(), "")), None);
+                    Some(Found::Api(tag, list))
+                }
                 Ok(Some(_)) => None,
                 Ok(None) => {
                     tracing::debug!(image = %r, "no referrers API at the registry");
@@ -129,12 +142,9 @@ pub async fn ask_referrers(
                     tracing::warn!("{r}: referrers not carried (referrers API): {e}");
                     None
                 }
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .filter_map(|r| async move { r })
-        .collect()
-        .await
+            },
+        }
+    }
 }
 
 /// The referrers tags to carry (`found`, and those only the API knows of), and the index

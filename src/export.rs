@@ -50,39 +50,45 @@ pub struct ExportSummary {
 }
 
 /// Resolves every image from its registry (manifests and configs: small reads, so as many
-/// at once as small requests may be, see [`copy::lookups`]).
-pub async fn resolve_all(
+/// at once as small requests may be, see [`copy::lookups`]) and, with `attached`, what its
+/// registry holds attached to it (signatures, attestations, SBOMs, referrers: by tag, and
+/// by the referrers API), looked up as each image resolves. Attachments are resolved whole:
+/// never filtered by platform (children without a platform are kept), and one that cannot
+/// be read is skipped, never failing an export or pull.
+pub async fn resolve_images(
     source: &RegistrySource,
+    client: &Client,
     images: &[Reference],
     platforms: &[String],
     concurrency: usize,
-) -> Result<Vec<ResolvedImage>, CopyError> {
-    stream::iter(images)
-        .map(|r| copy::resolve(source, r, platforms))
-        .buffered(copy::lookups(concurrency))
-        .try_collect()
-        .await
-}
-
-/// `images` and what their registries hold attached to them (signatures, attestations,
-/// SBOMs, referrers: by tag, and by the referrers API), resolved whole: an attachment is
-/// never filtered by platform (children without a platform are kept).
-pub async fn with_attached(
-    source: &RegistrySource,
-    client: &Client,
-    mut images: Vec<ResolvedImage>,
-    concurrency: usize,
+    attached: bool,
 ) -> Result<Vec<ResolvedImage>, CopyError> {
     let lookups = copy::lookups(concurrency);
-    let (found, by_api) = futures_util::join!(
-        attached::find(client, &images, lookups),
-        attached::ask_referrers(client, &images, lookups)
-    );
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let arrived = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    let resolving = async move {
+        stream::iter(images)
+            .map(|r| copy::resolve(source, r, platforms))
+            .buffered(lookups)
+            .inspect_ok(|i| {
+                if attached {
+                    let _ = tx.send((i.source.clone(), i.top.digest.clone()));
+                }
+            })
+            .try_collect::<Vec<_>>()
+            .await
+        // `tx` dropped here: the lookups end with the last image.
+    };
+    let ((found, by_api), images) =
+        futures_util::join!(attached::look_up(client, arrived, lookups), resolving);
+    let mut images = images?;
+    if !attached {
+        return Ok(images);
+    }
     let (found, indexes) = attached::with_api_referrers(source, found, by_api).await;
     // The referrers tags the API added to answer with their new index; the rest (every
     // referrer manifest, by digest) is read from the registry.
     let source = &attached::WithIndexes::new(source, indexes);
-    // One that cannot be read is skipped: attachments never fail an export or pull.
     let resolved: Vec<ResolvedImage> = stream::iter(&found)
         .map(|r| async move {
             copy::resolve(source, r, &[])
@@ -90,7 +96,7 @@ pub async fn with_attached(
                 .inspect_err(|e| tracing::warn!("{r}: not carried: {e}"))
                 .ok()
         })
-        .buffered(copy::lookups(concurrency))
+        .buffered(lookups)
         .filter_map(|r| async move { r })
         .collect()
         .await;
@@ -115,10 +121,15 @@ pub async fn export(
     // What the archive reader would refuse is refused now, before anything is downloaded.
     archive::check_contents(name, images.len(), &upstream.files)?;
     let source = Arc::new(RegistrySource::new(client.clone()));
-    let mut resolved = resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
-    if opts.attached {
-        resolved = with_attached(&source, &client, resolved, opts.concurrency).await?;
-    }
+    let resolved = resolve_images(
+        &source,
+        &client,
+        images,
+        &opts.platforms,
+        opts.concurrency,
+        opts.attached,
+    )
+    .await?;
     let app = App {
         name: name.to_string(),
         version: upstream.version.clone(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::copy::{self, CopyJob, CopyReport, ResolvedImage};
-use crate::export::{resolve_all, with_attached};
+use crate::export::resolve_images;
 use crate::import::{preflight, push, render_for_install, state_for, Destination};
 use crate::layout::Layout;
 use crate::overlay::{self, AppDir, Release, WriteOptions};
@@ -76,11 +76,15 @@ pub async fn pull(
         opts.destination.as_ref(),
     )?;
     let source = Arc::new(RegistrySource::new(source_client.clone()));
-    let mut resolved: Vec<ResolvedImage> =
-        resolve_all(&source, images, &opts.platforms, opts.concurrency).await?;
-    if opts.attached {
-        resolved = with_attached(&source, &source_client, resolved, opts.concurrency).await?;
-    }
+    let resolved: Vec<ResolvedImage> = resolve_images(
+        &source,
+        &source_client,
+        images,
+        &opts.platforms,
+        opts.concurrency,
+        opts.attached,
+    )
+    .await?;
 
     let rewrites = match &opts.destination {
         Some(d) => {
