@@ -235,6 +235,20 @@ async fn fetch_part(
     // One buffer of the part's size: chunks as the network hands them over may each pin
     // a larger allocation than their length.
     buf.clear();
+    // More than asked for: past the first part an error, at it a whole blob (a source that
+    // ignored the range), which sets the flags.
+    let whole_blob = || {
+        if offset > 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("blob {digest}: the part at byte {offset} is longer than the {len} bytes asked for"),
+            ));
+        }
+        for flag in whole {
+            flag.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    };
     while (buf.len() as u64) < len {
         let Some(chunk) = stream.next().await.transpose()? else {
             return Err(std::io::Error::new(
@@ -247,15 +261,7 @@ async fn fetch_part(
         };
         let room = len as usize - buf.len();
         if chunk.len() > room {
-            if offset > 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("blob {digest}: the part at byte {offset} is longer than the {len} bytes asked for"),
-                ));
-            }
-            for flag in whole {
-                flag.store(true, Ordering::Relaxed);
-            }
+            whole_blob()?;
             buf.extend_from_slice(&chunk[..room]);
             let head = VecDeque::from([Bytes::from(buf), chunk.slice(room..)]);
             return Ok(Part::Whole(head, stream));
@@ -265,15 +271,7 @@ async fn fetch_part(
     // The answer must end here; at 0, more is a whole blob that filled the part exactly.
     if let Some(extra) = stream.next().await.transpose()? {
         if !extra.is_empty() {
-            if offset > 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("blob {digest}: the part at byte {offset} is longer than the {len} bytes asked for"),
-                ));
-            }
-            for flag in whole {
-                flag.store(true, Ordering::Relaxed);
-            }
+            whole_blob()?;
             return Ok(Part::Whole(
                 VecDeque::from([Bytes::from(buf), extra]),
                 stream,
