@@ -255,11 +255,10 @@ impl Client {
             // A redirect to another host is followed by `send_once` with that host's
             // client (its TLS settings), and without our Authorization.
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let same = attempt.previous().last().is_some_and(|prev| {
-                    prev.scheme() == attempt.url().scheme()
-                        && prev.host_str() == attempt.url().host_str()
-                        && prev.port_or_known_default() == attempt.url().port_or_known_default()
-                });
+                let same = attempt
+                    .previous()
+                    .last()
+                    .is_some_and(|prev| scheme::same_origin(prev, attempt.url()));
                 if attempt.previous().len() > MAX_REDIRECTS {
                     attempt.error("too many redirects")
                 } else if same {

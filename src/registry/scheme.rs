@@ -83,6 +83,13 @@ pub(crate) fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
         .any(|c| c.downcast_ref::<rustls::Error>().is_some())
 }
 
+/// Whether two URLs share scheme, host and port: where a registry's credentials may go.
+pub(crate) fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
 /// A URL as it may appear in messages and logs: no userinfo, fragment or query (upload
 /// sessions and storage redirects carry signed state there), except an upload's `digest`,
 /// which says what the request was about.
@@ -133,6 +140,21 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert!(same_origin(
+            &u("https://r.io/v2/x"),
+            &u("https://r.io:443/")
+        ));
+        assert!(!same_origin(&u("http://r.io/v2/x"), &u("https://r.io/")));
+        assert!(!same_origin(
+            &u("https://evil.io/v2/x"),
+            &u("https://r.io/")
+        ));
+        assert!(!same_origin(&u("https://r.io:5000/"), &u("https://r.io/")));
+    }
 
     #[test]
     fn loopback_hosts() {
